@@ -1,0 +1,329 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.28;
+
+import {IEnclaveRegistry} from "./interfaces/IEnclaveRegistry.sol";
+import {IRouter} from "./interfaces/IRouter.sol";
+import {ITeeBridgeConsumer} from "./interfaces/ITeeBridgeConsumer.sol";
+
+/// @title Router
+/// @notice Takes requests from consumer contracts and delivers results signed by attested enclaves.
+/// @dev One storage slot per pending request: a commitment hash over everything a fulfilment must match.
+///      Wire formats (request id, commitment, EIP-712 Fulfillment, status codes) are in docs/protocol.md.
+contract Router is IRouter {
+    /// @notice The fields a request is committed to; a fulfilment or a cancellation must repeat them exactly.
+    struct Request {
+        bytes32 requestId;
+        address requester;
+        bytes32 jobId;
+        bytes32 inputHash;
+        uint32 callbackGasLimit;
+        uint96 fee;
+        uint64 expiry;
+    }
+
+    /// @notice A request, the enclave's answer and its EIP-712 signature in compact (EIP-2098) form.
+    struct SignedFulfillment {
+        Request request;
+        uint8 status;
+        bytes result;
+        bytes32 measurement;
+        bytes32 r;
+        bytes32 vs;
+    }
+
+    /// @notice Why a fulfilment was not delivered (the `reason` of {FulfillmentSkipped}).
+    uint8 public constant SKIP_NOT_PENDING = 1;
+    uint8 public constant SKIP_COMMITMENT_MISMATCH = 2;
+    uint8 public constant SKIP_EXPIRED = 3;
+    uint8 public constant SKIP_BAD_SIGNATURE = 4;
+    uint8 public constant SKIP_UNAUTHORIZED_SIGNER = 5;
+
+    /// @notice Longest time a request may wait for its fulfilment.
+    uint64 public constant MAX_TTL = 30 days;
+
+    bytes32 public constant FULFILLMENT_TYPEHASH = keccak256(
+        "Fulfillment(bytes32 requestId,bytes32 commitment,uint8 status,bytes32 resultHash,bytes32 measurement)"
+    );
+    bytes32 private constant _DOMAIN_TYPEHASH =
+        keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)");
+    bytes32 private constant _NAME_HASH = keccak256("teebridge");
+    bytes32 private constant _VERSION_HASH = keccak256("1");
+    /// @dev Gas kept back for the work between the check and the CALL in {_callWithExactGas}.
+    uint256 private constant _GAS_FOR_CALL_EXACT_CHECK = 5_000;
+    /// @dev secp256k1n / 2: signatures with a larger s are malleable copies and are refused.
+    uint256 private constant _HALF_CURVE_ORDER = 0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0;
+
+    /// @notice The registry that says which signers are attested and approved.
+    IEnclaveRegistry public immutable registry;
+    /// @notice Upper bound on the gas a request may ask for its callback.
+    uint32 public immutable maxCallbackGasLimit;
+
+    uint256 private immutable _cachedChainId;
+    bytes32 private immutable _cachedDomainSeparator;
+
+    /// @notice Number of requests made so far; the next request uses `nonce + 1`.
+    uint256 public nonce;
+    /// @notice Pending requests: request id => commitment. Zero once fulfilled or cancelled.
+    mapping(bytes32 requestId => bytes32 commitment) public commitments;
+
+    error ZeroAddress();
+    error CallbackGasLimitTooHigh(uint32 requested, uint32 maximum);
+    error InvalidTtl(uint64 ttl);
+    error FeeTooHigh(uint256 fee);
+    error CommitmentMismatch(bytes32 requestId);
+    error RequestExpired(bytes32 requestId, uint64 expiry);
+    error RequestNotExpired(bytes32 requestId, uint64 expiry);
+    error RequestNotPending(bytes32 requestId);
+    error InvalidSignature(bytes32 requestId);
+    error UnauthorizedSigner(bytes32 requestId, address signer);
+    error InsufficientGasForCallback(bytes32 requestId);
+    error PaymentFailed(address to, uint256 amount);
+
+    /// @notice A new request; carries everything a relayer and a coprocessor need.
+    event Requested(
+        bytes32 indexed requestId,
+        address indexed requester,
+        bytes32 indexed jobId,
+        uint32 callbackGasLimit,
+        uint96 fee,
+        uint64 expiry,
+        bytes input
+    );
+    /// @notice A fulfilment was accepted; the callback's outcome is recorded here, not in a revert.
+    event Fulfilled(
+        bytes32 indexed requestId,
+        address indexed signer,
+        address indexed submitter,
+        uint8 status,
+        bool callbackSucceeded,
+        uint256 callbackGasUsed
+    );
+    /// @notice A fulfilment was not delivered; `reason` is one of the SKIP_* constants.
+    event FulfillmentSkipped(bytes32 indexed requestId, uint8 reason);
+    /// @notice An expired request was cancelled and its fee refunded to the requester.
+    event Cancelled(bytes32 indexed requestId, address indexed requester, uint96 fee);
+
+    /// @param registry_ The enclave registry.
+    /// @param maxCallbackGasLimit_ The largest callback gas limit a request may ask for.
+    constructor(IEnclaveRegistry registry_, uint32 maxCallbackGasLimit_) {
+        if (address(registry_) == address(0)) revert ZeroAddress();
+        registry = registry_;
+        maxCallbackGasLimit = maxCallbackGasLimit_;
+        _cachedChainId = block.chainid;
+        _cachedDomainSeparator = _buildDomainSeparator();
+    }
+
+    // ------------------------------------------------------------------ requests
+
+    /// @inheritdoc IRouter
+    function request(bytes32 jobId, bytes calldata input, uint32 callbackGasLimit, uint64 ttl)
+        external
+        payable
+        returns (bytes32 requestId)
+    {
+        if (callbackGasLimit > maxCallbackGasLimit) {
+            revert CallbackGasLimitTooHigh(callbackGasLimit, maxCallbackGasLimit);
+        }
+        if (ttl == 0 || ttl > MAX_TTL) revert InvalidTtl(ttl);
+        if (msg.value > type(uint96).max) revert FeeTooHigh(msg.value);
+        uint96 fee = uint96(msg.value);
+        uint64 expiry = uint64(block.timestamp) + ttl;
+        unchecked {
+            requestId = keccak256(abi.encode(block.chainid, address(this), msg.sender, ++nonce));
+        }
+        commitments[requestId] = _commitment(
+            Request({
+                requestId: requestId,
+                requester: msg.sender,
+                jobId: jobId,
+                inputHash: keccak256(input),
+                callbackGasLimit: callbackGasLimit,
+                fee: fee,
+                expiry: expiry
+            })
+        );
+        emit Requested(requestId, msg.sender, jobId, callbackGasLimit, fee, expiry, input);
+    }
+
+    /// @notice Refund an expired, unfulfilled request to its requester. Anyone may call it.
+    /// @param req The request's committed fields, as emitted in {Requested}.
+    function cancel(Request calldata req) external {
+        bytes32 stored = commitments[req.requestId];
+        if (stored == 0) revert RequestNotPending(req.requestId);
+        if (stored != _commitment(req)) revert CommitmentMismatch(req.requestId);
+        if (block.timestamp <= req.expiry) revert RequestNotExpired(req.requestId, req.expiry);
+        delete commitments[req.requestId];
+        emit Cancelled(req.requestId, req.requester, req.fee);
+        _pay(req.requester, req.fee);
+    }
+
+    // ------------------------------------------------------------------ fulfilments
+
+    /// @notice Deliver one signed result.
+    /// @dev An unknown or already settled request is a cheap no-op that emits {FulfillmentSkipped} and
+    ///      returns false, so racing relayers do not burn gas on reverts. Any other defect reverts.
+    /// @param f The request fields, the result and the enclave's signature.
+    /// @return delivered True when the result was accepted (whatever the callback did).
+    function fulfill(SignedFulfillment calldata f) external returns (bool delivered) {
+        (uint8 skip, address signer) = _check(f);
+        if (skip == SKIP_NOT_PENDING) {
+            emit FulfillmentSkipped(f.request.requestId, skip);
+            return false;
+        }
+        if (skip != 0) _revertFor(skip, f, signer);
+        _deliver(f, signer);
+        _pay(msg.sender, f.request.fee);
+        return true;
+    }
+
+    /// @notice Deliver many signed results in one transaction, each on its own.
+    /// @dev An item that fails a check emits {FulfillmentSkipped} with the reason and the rest go on.
+    ///      The fees of the delivered items are paid to the submitter in one transfer.
+    /// @param items The fulfilments.
+    /// @return delivered How many items were accepted.
+    function fulfillBatch(SignedFulfillment[] calldata items) external returns (uint256 delivered) {
+        uint256 fees;
+        for (uint256 i; i < items.length; ++i) {
+            SignedFulfillment calldata f = items[i];
+            (uint8 skip, address signer) = _check(f);
+            if (skip != 0) {
+                emit FulfillmentSkipped(f.request.requestId, skip);
+                continue;
+            }
+            _deliver(f, signer);
+            unchecked {
+                fees += f.request.fee;
+                ++delivered;
+            }
+        }
+        _pay(msg.sender, fees);
+    }
+
+    // ------------------------------------------------------------------ views
+
+    /// @notice The EIP-712 domain separator for this router on the current chain.
+    /// @return The domain separator.
+    function domainSeparator() public view returns (bytes32) {
+        return block.chainid == _cachedChainId ? _cachedDomainSeparator : _buildDomainSeparator();
+    }
+
+    /// @notice The commitment the Router stores for a request with these fields.
+    /// @param req The request fields.
+    /// @return The commitment hash.
+    function commitmentOf(Request calldata req) external pure returns (bytes32) {
+        return _commitment(req);
+    }
+
+    /// @notice The EIP-712 digest an enclave signs for a fulfilment.
+    /// @param requestId The request id.
+    /// @param commitment The request's commitment.
+    /// @param status The status code.
+    /// @param resultHash keccak256 of the result bytes.
+    /// @param measurement The signer's measurement.
+    /// @return The digest.
+    function fulfillmentDigest(
+        bytes32 requestId,
+        bytes32 commitment,
+        uint8 status,
+        bytes32 resultHash,
+        bytes32 measurement
+    ) public view returns (bytes32) {
+        bytes32 structHash =
+            keccak256(abi.encode(FULFILLMENT_TYPEHASH, requestId, commitment, status, resultHash, measurement));
+        return keccak256(abi.encodePacked("\x19\x01", domainSeparator(), structHash));
+    }
+
+    // ------------------------------------------------------------------ internals
+
+    /// @dev Every check a fulfilment must pass, without touching state. Returns 0 and the signer when it
+    ///      passes, else a SKIP_* reason (and the signer when the reason concerns it).
+    function _check(SignedFulfillment calldata f) private view returns (uint8 skip, address signer) {
+        Request calldata req = f.request;
+        bytes32 stored = commitments[req.requestId];
+        if (stored == 0) return (SKIP_NOT_PENDING, address(0));
+        if (stored != _commitment(req)) return (SKIP_COMMITMENT_MISMATCH, address(0));
+        if (block.timestamp > req.expiry) return (SKIP_EXPIRED, address(0));
+        bytes32 digest = fulfillmentDigest(req.requestId, stored, f.status, keccak256(f.result), f.measurement);
+        signer = _recover(digest, f.r, f.vs);
+        if (signer == address(0)) return (SKIP_BAD_SIGNATURE, address(0));
+        if (!registry.isAuthorized(signer, req.jobId, f.measurement)) return (SKIP_UNAUTHORIZED_SIGNER, signer);
+        return (0, signer);
+    }
+
+    /// @dev Effects first (the commitment is deleted), then the callback with exactly the requested gas.
+    function _deliver(SignedFulfillment calldata f, address signer) private {
+        Request calldata req = f.request;
+        delete commitments[req.requestId];
+        (bool ok, uint256 gasUsed) = _callWithExactGas(
+            req.requestId,
+            req.callbackGasLimit,
+            req.requester,
+            abi.encodeCall(ITeeBridgeConsumer.handleFulfillment, (req.requestId, f.status, f.result))
+        );
+        emit Fulfilled(req.requestId, signer, msg.sender, f.status, ok, gasUsed);
+    }
+
+    function _revertFor(uint8 skip, SignedFulfillment calldata f, address signer) private pure {
+        bytes32 id = f.request.requestId;
+        if (skip == SKIP_COMMITMENT_MISMATCH) revert CommitmentMismatch(id);
+        if (skip == SKIP_EXPIRED) revert RequestExpired(id, f.request.expiry);
+        if (skip == SKIP_BAD_SIGNATURE) revert InvalidSignature(id);
+        revert UnauthorizedSigner(id, signer);
+    }
+
+    /// @dev Calls `target` with exactly `gasAmount` gas, or reverts if the transaction cannot provide it
+    ///      (after EIP-150's 63/64 rule). Return data is never copied, so a callback cannot grief with it.
+    ///      A target without code counts as a failed callback.
+    function _callWithExactGas(bytes32 requestId, uint256 gasAmount, address target, bytes memory data)
+        private
+        returns (bool success, uint256 gasUsed)
+    {
+        bool enoughGas;
+        assembly ("memory-safe") {
+            let g := gas()
+            if gt(g, _GAS_FOR_CALL_EXACT_CHECK) {
+                g := sub(g, _GAS_FOR_CALL_EXACT_CHECK)
+                enoughGas := gt(sub(g, div(g, 64)), gasAmount)
+            }
+        }
+        if (!enoughGas) revert InsufficientGasForCallback(requestId);
+        if (target.code.length == 0) return (false, 0);
+        assembly ("memory-safe") {
+            let before := gas()
+            success := call(gasAmount, target, 0, add(data, 0x20), mload(data), 0, 0)
+            gasUsed := sub(before, gas())
+        }
+    }
+
+    function _pay(address to, uint256 amount) private {
+        if (amount == 0) return;
+        (bool ok,) = to.call{value: amount}("");
+        if (!ok) revert PaymentFailed(to, amount);
+    }
+
+    function _commitment(Request memory req) private pure returns (bytes32) {
+        return keccak256(
+            abi.encode(
+                req.requestId,
+                req.requester,
+                req.jobId,
+                req.inputHash,
+                req.callbackGasLimit,
+                req.fee,
+                req.expiry
+            )
+        );
+    }
+
+    /// @dev ecrecover for a compact (r, vs) signature; returns address(0) for any invalid signature.
+    function _recover(bytes32 digest, bytes32 r, bytes32 vs) private pure returns (address) {
+        bytes32 s = vs & bytes32(0x7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff);
+        if (uint256(s) > _HALF_CURVE_ORDER) return address(0);
+        uint8 v = uint8((uint256(vs) >> 255) + 27);
+        return ecrecover(digest, v, r, s);
+    }
+
+    function _buildDomainSeparator() private view returns (bytes32) {
+        return keccak256(abi.encode(_DOMAIN_TYPEHASH, _NAME_HASH, _VERSION_HASH, block.chainid, address(this)));
+    }
+}

@@ -1,0 +1,44 @@
+"""``python -m relayer``: run a relayer (the same as ``teebridge relayer``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+from relayer.service import Relayer, RelayerConfig
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse arguments and run until SIGTERM."""
+    parser = argparse.ArgumentParser(prog="python -m relayer", description="Relay teebridge requests.")
+    parser.add_argument("--rpc-url", required=True, help="JSON-RPC endpoint of the chain")
+    parser.add_argument("--router", required=True, help="Router address")
+    parser.add_argument("--coprocessor", required=True, help="coprocessor base URL, e.g. http://127.0.0.1:8000")
+    parser.add_argument("--db", required=True, type=Path, help="SQLite file for the relayer's state")
+    parser.add_argument("--start-block", type=int, default=0, help="first block to scan when the db is new")
+    parser.add_argument("--confirmations", type=int, default=0, help="blocks to wait before reading a log")
+    parser.add_argument("--poll-interval", type=float, default=0.5, help="seconds between passes")
+    parser.add_argument("--max-batch", type=int, default=32, help="most fulfilments per transaction")
+    args = parser.parse_args(argv)
+    key = os.environ.get("TEEBRIDGE_RELAYER_KEY")
+    if not key:
+        parser.error("set TEEBRIDGE_RELAYER_KEY to the relayer account's private key (never pass keys as arguments)")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s relayer %(levelname)s %(message)s")
+    config = RelayerConfig(
+        rpc_url=args.rpc_url,
+        private_key=key,
+        router=args.router,
+        coprocessor_url=args.coprocessor,
+        db_path=args.db,
+        start_block=args.start_block,
+        confirmations=args.confirmations,
+        poll_interval=args.poll_interval,
+        max_batch=args.max_batch,
+    )
+    Relayer(config).run_forever()
+
+
+if __name__ == "__main__":
+    main()

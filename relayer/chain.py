@@ -1,0 +1,68 @@
+"""A thin web3 client: one RPC endpoint, one funded account, the teebridge contracts by name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+from web3.contract import Contract
+from web3.types import TxReceipt
+
+from contracts.artifacts import load_artifact
+
+
+class TransactionFailedError(RuntimeError):
+    """A transaction was mined but reverted, or could not be sent."""
+
+
+@dataclass
+class ChainClient:
+    """Web3 connection plus a local signing account."""
+
+    rpc_url: str
+    private_key: str
+    timeout: float = 30.0
+    w3: Web3 = field(init=False)
+    account: LocalAccount = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.w3 = Web3(Web3.HTTPProvider(self.rpc_url, request_kwargs={"timeout": self.timeout}))
+        self.account = Account.from_key(self.private_key)
+
+    @property
+    def address(self) -> str:
+        """The account's checksummed address."""
+        return self.account.address
+
+    @property
+    def chain_id(self) -> int:
+        """The chain id the RPC endpoint reports."""
+        return self.w3.eth.chain_id
+
+    def contract(self, name: str, address: str) -> Contract:
+        """A contract handle from the committed artifact ``name`` at ``address``."""
+        return self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=load_artifact(name).abi)
+
+    def deploy(self, name: str, *args: Any) -> tuple[Contract, TxReceipt]:
+        """Deploy the artifact ``name`` with constructor ``args``; wait for the receipt."""
+        artifact = load_artifact(name)
+        factory = self.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+        receipt = self.send(factory.constructor(*args))
+        return self.contract(name, receipt["contractAddress"]), receipt
+
+    def send(self, call: Any, *, value: int = 0, gas: int | None = None) -> TxReceipt:
+        """Sign and send a contract call (or constructor) from the account; raise if it reverts."""
+        tx: dict[str, Any] = {"from": self.address, "value": value, "chainId": self.chain_id}
+        if gas is not None:
+            tx["gas"] = gas
+        tx = call.build_transaction(tx)
+        tx["nonce"] = self.w3.eth.get_transaction_count(self.address, "pending")
+        signed = self.account.sign_transaction(tx)
+        tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.timeout)
+        if receipt["status"] != 1:
+            raise TransactionFailedError(f"transaction {tx_hash.hex()} reverted")
+        return receipt

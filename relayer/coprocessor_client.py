@@ -1,0 +1,81 @@
+"""HTTP client for a coprocessor's API (docs/coprocessor-api.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from relayer.store import StoredRequest
+from verifier.hexutil import to_hex
+from verifier.signed_result import SignedResult
+
+
+class CoprocessorError(RuntimeError):
+    """The coprocessor could not be reached or refused the call. ``retryable`` says whether to try again."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+@dataclass
+class CoprocessorClient:
+    """Talks to one coprocessor."""
+
+    base_url: str
+    timeout: float = 30.0
+    _http: httpx.Client = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._http = httpx.Client(base_url=self.base_url.rstrip("/"), timeout=self.timeout)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise CoprocessorError(f"coprocessor {self.base_url} unreachable: {exc}", retryable=True) from exc
+        if response.status_code >= 500:
+            raise CoprocessorError(f"coprocessor error {response.status_code}: {response.text[:300]}", retryable=True)
+        if response.status_code >= 400:
+            raise CoprocessorError(
+                f"coprocessor refused ({response.status_code}): {response.text[:300]}", retryable=False
+            )
+        return response.json()
+
+    def health(self) -> dict[str, Any]:
+        """``GET /v1/health``."""
+        return self._call("GET", "/v1/health")
+
+    def attestation(self, chain_id: int, registry: str) -> dict[str, Any]:
+        """``GET /v1/attestation`` for this chain and registry."""
+        return self._call("GET", "/v1/attestation", params={"chainId": chain_id, "registry": registry})
+
+    def execute(self, chain_id: int, router: str, requests: list[StoredRequest]) -> list[SignedResult]:
+        """``POST /v1/execute``: signed results in the order of ``requests``."""
+        body = {
+            "chainId": chain_id,
+            "router": router,
+            "requests": [
+                {
+                    "requestId": to_hex(r.request_id),
+                    "requester": r.requester,
+                    "jobId": to_hex(r.job_id),
+                    "input": to_hex(r.input),
+                    "callbackGasLimit": r.callback_gas_limit,
+                    "fee": str(r.fee),
+                    "expiry": r.expiry,
+                }
+                for r in requests
+            ],
+        }
+        data = self._call("POST", "/v1/execute", json=body)
+        results = [SignedResult.from_json(item) for item in data.get("fulfillments", [])]
+        if len(results) != len(requests):
+            raise CoprocessorError(f"asked for {len(requests)} results, got {len(results)}", retryable=True)
+        return results

@@ -1,0 +1,71 @@
+"""Deploy the teebridge contracts and write the per-network deployment record."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from relayer.chain import ChainClient
+from teebridge.tools import REPO_ROOT
+
+DEPLOYMENTS_DIR = REPO_ROOT / "deployments"
+DEFAULT_MAX_CALLBACK_GAS = 2_000_000
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Where the contracts of one network live."""
+
+    network: str
+    chain_id: int
+    registry: str
+    router: str
+    consumer: str
+    owner: str
+    gatekeeper: str
+    deploy_block: int
+    max_callback_gas_limit: int
+
+    def to_json(self) -> str:
+        """The record as written to ``deployments/<network>.json``."""
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+    @classmethod
+    def load(cls, path: Path) -> Deployment:
+        """Read a deployment record."""
+        return cls(**json.loads(path.read_text()))
+
+    def save(self, path: Path | None = None) -> Path:
+        """Write the record (default ``deployments/<network>.json``)."""
+        path = path or DEPLOYMENTS_DIR / f"{self.network}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.to_json())
+        return path
+
+
+def deploy_all(
+    owner: ChainClient,
+    gatekeeper: str,
+    *,
+    network: str = "localhost",
+    allow_simulated: bool = False,
+    max_callback_gas_limit: int = DEFAULT_MAX_CALLBACK_GAS,
+) -> Deployment:
+    """Deploy registry, router and the example consumer from ``owner``'s account."""
+    registry, receipt = owner.deploy("EnclaveRegistry", owner.address, gatekeeper)
+    router, _ = owner.deploy("Router", registry.address, max_callback_gas_limit)
+    consumer, _ = owner.deploy("ExampleConsumer", router.address)
+    if allow_simulated:
+        owner.send(registry.functions.setSimulatedAttestationsAllowed(True))
+    return Deployment(
+        network=network,
+        chain_id=owner.chain_id,
+        registry=registry.address,
+        router=router.address,
+        consumer=consumer.address,
+        owner=owner.address,
+        gatekeeper=gatekeeper,
+        deploy_block=receipt["blockNumber"],
+        max_callback_gas_limit=max_callback_gas_limit,
+    )

@@ -1,0 +1,110 @@
+"""The gatekeeper's decision: fetch a coprocessor's attestation, verify it, and say what to register.
+
+It checks, in order: the evidence kind is one the policy accepts (simulated only where allowed, and only
+on the local chain); the quote verifies; the quote's measurement is on the allowlist; and the quote's
+report data binds *this* signer and HPKE key to *this* chain and registry. Only then does it produce a
+:class:`Registration`; sending it on-chain is the caller's job (``teebridge gatekeeper register``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from verifier.attestation import (
+    SIMULATED_KIND,
+    AttestationError,
+    SimulatedQuote,
+    report_data,
+    verify_simulated_quote,
+)
+from verifier.hexutil import from_hex, to_checksum_address, to_hex
+
+LOCAL_CHAIN_ID = 31337
+DEFAULT_VALIDITY_SECONDS = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class Allowlist:
+    """Which enclaves the gatekeeper will register."""
+
+    measurements: frozenset[bytes]
+    allow_simulated: bool = False
+    validity_seconds: int = DEFAULT_VALIDITY_SECONDS
+
+    def describe(self) -> str:
+        """One line for logs and errors."""
+        listed = ", ".join(to_hex(m) for m in sorted(self.measurements)) or "(empty)"
+        return f"measurements [{listed}], simulated {'allowed' if self.allow_simulated else 'refused'}"
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What the registry is asked to record for one enclave key."""
+
+    signer: str
+    measurement: bytes
+    expiry: int
+    simulated: bool
+    hpke_public_key: bytes
+    evidence: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+
+def fetch_attestation(coprocessor_url: str, chain_id: int, registry: str, timeout: float = 10.0) -> dict[str, Any]:
+    """``GET /v1/attestation`` from a coprocessor, for this chain and registry."""
+    try:
+        response = httpx.get(
+            coprocessor_url.rstrip("/") + "/v1/attestation",
+            params={"chainId": chain_id, "registry": registry},
+            timeout=timeout,
+        )
+    except httpx.HTTPError as exc:
+        raise AttestationError(f"cannot reach coprocessor at {coprocessor_url}: {exc}") from exc
+    if response.status_code != 200:
+        raise AttestationError(f"coprocessor answered {response.status_code}: {response.text[:300]}")
+    return response.json()
+
+
+def evaluate_attestation(
+    doc: dict[str, Any], *, chain_id: int, registry: str, allowlist: Allowlist, now: int | None = None
+) -> Registration:
+    """Verify an attestation document; return the registration it justifies or raise AttestationError."""
+    try:
+        signer = to_checksum_address(doc["signer"])
+        hpke_public_key = from_hex(doc["hpkePublicKey"])
+        kind = doc["kind"]
+        quote_doc = doc["quote"]
+    except (KeyError, ValueError, TypeError) as exc:
+        raise AttestationError(f"malformed attestation document: {exc}") from exc
+
+    if kind != SIMULATED_KIND:
+        raise AttestationError(f"attestation kind {kind!r} is not supported by this gatekeeper yet")
+    if not allowlist.allow_simulated:
+        raise AttestationError("simulated attestation refused: the policy does not allow simulated enclaves")
+    if chain_id != LOCAL_CHAIN_ID:
+        raise AttestationError(f"simulated attestation refused on chain {chain_id}: only the local chain 31337")
+    quote = SimulatedQuote.from_json(quote_doc)
+    verify_simulated_quote(quote)
+
+    if quote.measurement not in allowlist.measurements:
+        raise AttestationError(
+            f"measurement {to_hex(quote.measurement)} is not on the allowlist ({allowlist.describe()})"
+        )
+    expected = report_data(chain_id, registry, signer, hpke_public_key)
+    if quote.report_data != expected:
+        raise AttestationError(
+            "report data does not bind this signer and HPKE key to this chain and registry "
+            f"(quote has {to_hex(quote.report_data)[:18]}..., expected {to_hex(expected)[:18]}...)"
+        )
+    issued = int(time.time()) if now is None else now
+    return Registration(
+        signer=signer,
+        measurement=quote.measurement,
+        expiry=issued + allowlist.validity_seconds,
+        simulated=True,
+        hpke_public_key=hpke_public_key,
+        evidence=doc,
+    )

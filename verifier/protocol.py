@@ -1,0 +1,201 @@
+"""The teebridge wire protocol: ids, the request commitment, status codes and the EIP-712 Fulfillment.
+
+This module is the single encoder of every structure that is hashed or signed. The coprocessor signs
+with it, the relayer checks with it, and the Router's Solidity computes the same bytes (docs/protocol.md
+is the normative text; the tests hold the two to each other).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+from verifier.hashing import keccak256
+from verifier.hexutil import address_bytes, from_hex, to_checksum_address, to_hex
+
+EIP712_DOMAIN_NAME = "teebridge"
+EIP712_DOMAIN_VERSION = "1"
+
+EIP712_DOMAIN_TYPE = "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+FULFILLMENT_TYPE = (
+    "Fulfillment(bytes32 requestId,bytes32 commitment,uint8 status,bytes32 resultHash,bytes32 measurement)"
+)
+EIP712_DOMAIN_TYPEHASH = keccak256(EIP712_DOMAIN_TYPE.encode())
+FULFILLMENT_TYPEHASH = keccak256(FULFILLMENT_TYPE.encode())
+
+UINT32_MAX = 2**32 - 1
+UINT64_MAX = 2**64 - 1
+UINT96_MAX = 2**96 - 1
+
+
+class Status(IntEnum):
+    """The outcome code of a fulfilment. Anything but ``OK`` carries ``abi.encode(string reason)``."""
+
+    OK = 0
+    INVALID_INPUT = 1
+    """The input could not be decoded for the job (bad envelope or bad ABI)."""
+    DECRYPTION_FAILED = 2
+    """The HPKE ciphertext did not open under this enclave's key and this request's binding."""
+    UNKNOWN_JOB = 3
+    """No job with this id is installed in the coprocessor."""
+    JOB_FAILED = 4
+    """The job ran and failed (for example an upstream API error)."""
+    TIMEOUT = 5
+    """The job exceeded its time budget."""
+    RESULT_TOO_LARGE = 6
+    """The job's output is larger than the coprocessor's limit."""
+
+
+def word(value: int) -> bytes:
+    """One ABI word holding an unsigned integer."""
+    if value < 0 or value >= 2**256:
+        raise ValueError(f"{value} does not fit in uint256")
+    return value.to_bytes(32, "big")
+
+
+def address_word(address: str | bytes) -> bytes:
+    """One ABI word holding an address (left-padded)."""
+    return b"\x00" * 12 + address_bytes(address)
+
+
+def job_id(name: str, version: str | int) -> bytes:
+    """``jobId = keccak256(utf8("name@version"))``."""
+    if not name or "@" in name:
+        raise ValueError(f"a job name is non-empty and has no '@': {name!r}")
+    return keccak256(f"{name}@{version}".encode())
+
+
+def request_id(chain_id: int, router: str | bytes, requester: str | bytes, nonce: int) -> bytes:
+    """``keccak256(abi.encode(chainId, router, requester, nonce))``: the Router's request id."""
+    return keccak256(word(chain_id) + address_word(router) + address_word(requester) + word(nonce))
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """The fields a request is committed to, as the Router emits them in ``Requested``."""
+
+    request_id: bytes
+    requester: str
+    job_id: bytes
+    input_hash: bytes
+    callback_gas_limit: int
+    fee: int
+    expiry: int
+
+    def __post_init__(self) -> None:
+        if len(self.request_id) != 32 or len(self.job_id) != 32 or len(self.input_hash) != 32:
+            raise ValueError("request_id, job_id and input_hash are 32 bytes each")
+        if not 0 <= self.callback_gas_limit <= UINT32_MAX:
+            raise ValueError("callback_gas_limit is a uint32")
+        if not 0 <= self.fee <= UINT96_MAX:
+            raise ValueError("fee is a uint96")
+        if not 0 <= self.expiry <= UINT64_MAX:
+            raise ValueError("expiry is a uint64")
+        object.__setattr__(self, "requester", to_checksum_address(self.requester))
+
+    @classmethod
+    def from_input(
+        cls,
+        *,
+        request_id: bytes,
+        requester: str,
+        job_id: bytes,
+        input: bytes,
+        callback_gas_limit: int,
+        fee: int,
+        expiry: int,
+    ) -> Request:
+        """Build the committed fields from the raw input bytes (hashing them)."""
+        return cls(request_id, requester, job_id, keccak256(input), callback_gas_limit, fee, expiry)
+
+    def commitment(self) -> bytes:
+        """``keccak256(abi.encode(requestId, requester, jobId, inputHash, callbackGasLimit, fee, expiry))``."""
+        return keccak256(
+            self.request_id
+            + address_word(self.requester)
+            + self.job_id
+            + self.input_hash
+            + word(self.callback_gas_limit)
+            + word(self.fee)
+            + word(self.expiry)
+        )
+
+    def as_tuple(self) -> tuple[bytes, str, bytes, bytes, int, int, int]:
+        """The Solidity ``Router.Request`` struct as an ABI tuple."""
+        return (
+            self.request_id,
+            self.requester,
+            self.job_id,
+            self.input_hash,
+            self.callback_gas_limit,
+            self.fee,
+            self.expiry,
+        )
+
+    def to_json(self) -> dict[str, object]:
+        """JSON form used on the coprocessor's HTTP API."""
+        return {
+            "requestId": to_hex(self.request_id),
+            "requester": self.requester,
+            "jobId": to_hex(self.job_id),
+            "inputHash": to_hex(self.input_hash),
+            "callbackGasLimit": self.callback_gas_limit,
+            "fee": str(self.fee),
+            "expiry": self.expiry,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Domain:
+    """The EIP-712 domain: one Router on one chain."""
+
+    chain_id: int
+    router: str
+
+    def separator(self) -> bytes:
+        """``keccak256(abi.encode(DOMAIN_TYPEHASH, keccak("teebridge"), keccak("1"), chainId, router))``."""
+        return keccak256(
+            EIP712_DOMAIN_TYPEHASH
+            + keccak256(EIP712_DOMAIN_NAME.encode())
+            + keccak256(EIP712_DOMAIN_VERSION.encode())
+            + word(self.chain_id)
+            + address_word(self.router)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Fulfillment:
+    """What an enclave signs: the answer to one request, bound to the request's commitment."""
+
+    request_id: bytes
+    commitment: bytes
+    status: int
+    result_hash: bytes
+    measurement: bytes
+
+    def struct_hash(self) -> bytes:
+        """``hashStruct(Fulfillment)`` per EIP-712."""
+        if not 0 <= self.status <= 255:
+            raise ValueError("status is a uint8")
+        return keccak256(
+            FULFILLMENT_TYPEHASH
+            + self.request_id
+            + self.commitment
+            + word(self.status)
+            + self.result_hash
+            + self.measurement
+        )
+
+    def digest(self, domain: Domain) -> bytes:
+        """The EIP-712 digest ``keccak256(0x1901 || domainSeparator || hashStruct)``."""
+        return keccak256(b"\x19\x01" + domain.separator() + self.struct_hash())
+
+
+def fulfillment_for(request: Request, status: int, result: bytes, measurement: bytes) -> Fulfillment:
+    """The Fulfillment an enclave signs for ``request`` with this outcome."""
+    return Fulfillment(request.request_id, request.commitment(), int(status), keccak256(result), measurement)
+
+
+def parse_bytes32(value: str) -> bytes:
+    """A 32-byte value from hex."""
+    return from_hex(value, 32)

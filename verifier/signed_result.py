@@ -1,0 +1,90 @@
+"""A signed fulfilment as it travels off-chain (coprocessor -> relayer -> chain), and its local check.
+
+The relayer runs :func:`verify_signed_result` before it spends gas: the Router would refuse anything
+that fails it, so a faulty or lying coprocessor costs the relayer nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from verifier.hashing import keccak256
+from verifier.hexutil import from_hex, to_checksum_address, to_hex
+from verifier.protocol import Domain, Fulfillment, Request
+from verifier.signing import SignatureError, recover_signer, to_compact
+
+
+class SignedResultError(ValueError):
+    """A signed result that does not match its request or its signature."""
+
+
+@dataclass(frozen=True, slots=True)
+class SignedResult:
+    """The enclave's answer to one request and its EIP-712 signature."""
+
+    request_id: bytes
+    commitment: bytes
+    status: int
+    result: bytes
+    measurement: bytes
+    signer: str
+    signature: bytes
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> SignedResult:
+        """Parse the coprocessor's JSON form; raises SignedResultError when malformed."""
+        try:
+            return cls(
+                request_id=from_hex(doc["requestId"], 32),
+                commitment=from_hex(doc["commitment"], 32),
+                status=int(doc["status"]),
+                result=from_hex(doc["result"]),
+                measurement=from_hex(doc["measurement"], 32),
+                signer=to_checksum_address(doc["signer"]),
+                signature=from_hex(doc["signature"], 65),
+            )
+        except (KeyError, ValueError, TypeError) as exc:
+            raise SignedResultError(f"malformed signed result: {exc}") from exc
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form (same as the coprocessor's)."""
+        return {
+            "requestId": to_hex(self.request_id),
+            "commitment": to_hex(self.commitment),
+            "status": self.status,
+            "result": to_hex(self.result),
+            "resultHash": to_hex(keccak256(self.result)),
+            "measurement": to_hex(self.measurement),
+            "signer": self.signer,
+            "signature": to_hex(self.signature),
+        }
+
+    def fulfillment(self) -> Fulfillment:
+        """The signed EIP-712 structure."""
+        return Fulfillment(self.request_id, self.commitment, self.status, keccak256(self.result), self.measurement)
+
+    def compact_signature(self) -> tuple[bytes, bytes]:
+        """``(r, vs)`` as the Router takes it."""
+        return to_compact(self.signature)
+
+    def call_args(self, request: Request) -> tuple[Any, ...]:
+        """The Router's ``SignedFulfillment`` struct as an ABI tuple."""
+        r, vs = self.compact_signature()
+        return (request.as_tuple(), self.status, self.result, self.measurement, r, vs)
+
+
+def verify_signed_result(signed: SignedResult, request: Request, domain: Domain) -> None:
+    """Check that ``signed`` answers ``request`` and that its signature recovers to its claimed signer."""
+    if signed.request_id != request.request_id:
+        raise SignedResultError("signed result is for another request")
+    if signed.commitment != request.commitment():
+        raise SignedResultError("signed commitment does not match the request's fields")
+    if not 0 <= signed.status <= 255:
+        raise SignedResultError(f"status {signed.status} is not a uint8")
+    try:
+        recovered = recover_signer(signed.fulfillment().digest(domain), signed.signature)
+    except SignatureError as exc:
+        raise SignedResultError(str(exc)) from exc
+    if recovered != signed.signer:
+        raise SignedResultError(f"signature recovers to {recovered}, not the claimed signer {signed.signer}")
