@@ -41,7 +41,7 @@ contracts: setup
 	$(BIN)/teebridge contracts build
 
 bench: setup
-	$(BIN)/python -m bench.gas
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) node_modules .teebridge .pytest_cache

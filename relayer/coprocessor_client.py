@@ -25,7 +25,9 @@ class CoprocessorClient:
     """Talks to one coprocessor."""
 
     base_url: str
-    timeout: float = 30.0
+    #: A batch of slow jobs may take a while: each handler has its own budget (10 s by default) and may
+    #: queue for a worker.
+    timeout: float = 120.0
     _http: httpx.Client = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -67,6 +69,8 @@ class CoprocessorClient:
                     "requester": r.requester,
                     "jobId": to_hex(r.job_id),
                     "input": to_hex(r.input),
+                    # from the Requested event, so the enclave refuses (unsigned) anything inconsistent
+                    "inputHash": to_hex(r.request().input_hash),
                     "callbackGasLimit": r.callback_gas_limit,
                     "fee": str(r.fee),
                     "expiry": r.expiry,

@@ -83,6 +83,7 @@ class Relayer:
             "watch": self._watch,
             "execute": self._execute,
             "submit": self._submit,
+            "settle": self._reconcile,
             "expire": self._expire,
         }
         for name, stage in stages.items():

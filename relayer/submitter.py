@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 
 from web3.contract import Contract
@@ -17,6 +18,7 @@ from web3.exceptions import ContractLogicError, TransactionNotFound
 from web3.logs import DISCARD
 
 from relayer.chain import ChainClient
+from relayer.revert_reasons import describe_revert
 from relayer.store import (
     DELIVERED,
     EXECUTED,
@@ -36,6 +38,9 @@ log = logging.getLogger("teebridge.relayer.submitter")
 SKIP_NOT_PENDING = 1
 SKIP_REASONS = {1: "not pending", 2: "commitment mismatch", 3: "expired", 4: "bad signature", 5: "unauthorized signer"}
 MAX_SUBMIT_ATTEMPTS = 5
+#: Fault injection for crash tests: "crash-before-broadcast" exits right after a transaction is persisted.
+FAULT_ENV = "TEEBRIDGE_RELAYER_FAULT"
+FAULT_EXIT_CODE = 86
 
 
 @dataclass(frozen=True)
@@ -102,7 +107,7 @@ class Submitter:
         return self.router.functions.fulfillBatch(args)
 
     def _simulation_failed(self, stored: StoredRequest, exc: Exception) -> None:
-        reason = f"simulation reverted: {exc}"
+        reason = f"simulation reverted: {describe_revert(exc)}"
         if stored.attempts + 1 >= MAX_SUBMIT_ATTEMPTS:
             self.store.mark_final(stored.request_id, FAILED, reason)
             log.error("request %s failed after %d attempts: %s", stored.request_id.hex(), stored.attempts + 1, reason)
@@ -124,6 +129,8 @@ class Submitter:
         tx_hash = signed_tx.hash.to_0x_hex()
         ids = [stored.request_id for stored, _ in batch]
         self.store.record_transaction(tx_hash, nonce, bytes(signed_tx.raw_transaction), ids)
+        if os.environ.get(FAULT_ENV) == "crash-before-broadcast":
+            os._exit(FAULT_EXIT_CODE)  # fault injection for the crash tests: persisted, never broadcast
         self._broadcast(bytes(signed_tx.raw_transaction), tx_hash)
         log.info("submitted %d fulfilment(s) in %s (nonce %d)", len(ids), tx_hash, nonce)
         return len(ids)

@@ -31,16 +31,21 @@ contract Router is IRouter {
         bytes32 vs;
     }
 
-    /// @notice Why a fulfilment was not delivered (the `reason` of {FulfillmentSkipped}).
+    /// @notice {FulfillmentSkipped} reason: the request is unknown, already fulfilled or cancelled.
     uint8 public constant SKIP_NOT_PENDING = 1;
+    /// @notice {FulfillmentSkipped} reason: the request fields do not match the stored commitment.
     uint8 public constant SKIP_COMMITMENT_MISMATCH = 2;
+    /// @notice {FulfillmentSkipped} reason: the request expired before this fulfilment.
     uint8 public constant SKIP_EXPIRED = 3;
+    /// @notice {FulfillmentSkipped} reason: the signature is malformed or malleable (s > n/2).
     uint8 public constant SKIP_BAD_SIGNATURE = 4;
+    /// @notice {FulfillmentSkipped} reason: the signer is not a live enclave approved for the job.
     uint8 public constant SKIP_UNAUTHORIZED_SIGNER = 5;
 
     /// @notice Longest time a request may wait for its fulfilment.
     uint64 public constant MAX_TTL = 30 days;
 
+    /// @notice EIP-712 type hash of the signed `Fulfillment` struct (docs/protocol.md, section 6).
     bytes32 public constant FULFILLMENT_TYPEHASH = keccak256(
         "Fulfillment(bytes32 requestId,bytes32 commitment,uint8 status,bytes32 resultHash,bytes32 measurement)"
     );

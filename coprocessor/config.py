@@ -1,0 +1,98 @@
+"""The coprocessor's settings: one frozen dataclass, filled from defaults, the environment or arguments."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "TEEBRIDGE_COPROCESSOR_"
+DEFAULT_DATA_DIR = Path(".teebridge") / "coprocessor"
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class CoprocessorConfig:
+    """Everything the coprocessor needs to start; validated on construction.
+
+    Each field can be set from the environment as ``TEEBRIDGE_COPROCESSOR_<FIELD NAME IN UPPER CASE>``
+    (see :meth:`from_env`).
+    """
+
+    data_dir: Path
+    """Where the sealed keys (``keys.sealed``) and the simulated sealing root (``seal-root.key``) live."""
+    host: str = "127.0.0.1"
+    port: int = 0
+    """TCP port of the HTTP API; 0 lets the OS pick one (the chosen port is printed at start)."""
+    attestation: str = "simulated"
+    """Name of the quote provider (``coprocessor.attestation.PROVIDERS``)."""
+    job_timeout_seconds: float = 10.0
+    """Default time budget of one job handler, counted from the moment it starts running."""
+    max_result_bytes: int = 4096
+    """Largest job output that is signed as OK; longer outputs become RESULT_TOO_LARGE."""
+    max_batch: int = 256
+    """Most requests in one ``POST /v1/execute``."""
+    http_max_response_bytes: int = MIB
+    """Largest upstream response body the ``http.json`` job reads."""
+    http_timeout_seconds: float = 5.0
+    """Total time the ``http.json`` job gives an upstream request (also capped by the job budget)."""
+    workers: int = 16
+    """Threads that run job handlers."""
+    queue_timeout_seconds: float = 60.0
+    """How long a job may wait for a free worker before the batch is refused as busy (HTTP 503)."""
+    max_request_bytes: int = 8 * MIB
+    """Largest HTTP request body the API accepts."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data_dir", Path(self.data_dir))
+        if not self.host:
+            raise ValueError("host must not be empty")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be in 0..65535, got {self.port}")
+        if not self.attestation:
+            raise ValueError("attestation must name a quote provider, e.g. 'simulated'")
+        for name in ("job_timeout_seconds", "http_timeout_seconds", "queue_timeout_seconds"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("max_result_bytes", "max_batch", "http_max_response_bytes", "workers", "max_request_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> CoprocessorConfig:
+        """Build a config from ``TEEBRIDGE_COPROCESSOR_*`` variables, then apply ``overrides``.
+
+        ``TEEBRIDGE_COPROCESSOR_DATA_DIR`` defaults to ``.teebridge/coprocessor`` (relative to the working
+        directory). An unparsable value raises ``ValueError`` naming the variable.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {"data_dir": DEFAULT_DATA_DIR}
+        for field in fields(cls):
+            var = ENV_PREFIX + field.name.upper()
+            raw = env.get(var)
+            if raw is None or raw == "":
+                continue
+            try:
+                values[field.name] = _PARSERS[field.name](raw)
+            except ValueError as exc:
+                raise ValueError(f"{var}={raw!r} is not valid: {exc}") from exc
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "data_dir": Path,
+    "host": str,
+    "port": int,
+    "attestation": str,
+    "job_timeout_seconds": float,
+    "max_result_bytes": int,
+    "max_batch": int,
+    "http_max_response_bytes": int,
+    "http_timeout_seconds": float,
+    "workers": int,
+    "queue_timeout_seconds": float,
+    "max_request_bytes": int,
+}

@@ -1,0 +1,129 @@
+"""``http.json`` version 1: fetch a JSON document over HTTP(S) and return one value from it.
+
+Input ``(string url, string jsonPath, string resultType, uint8 decimals)``; output ``abi.encode(value)`` with
+``value`` of type ``resultType`` (one of ``uint256``, ``int256``, ``bool``, ``string``, ``bytes32``).
+
+1. ``url`` must be ``http://`` or ``https://`` with a host. The job sends ``GET`` with
+   ``Accept: application/json``, follows at most 5 redirects and only to http/https URLs, and ignores proxy
+   settings from the environment.
+2. The response must have a 2xx status, arrive within ``http_timeout_seconds`` (and within the job's time
+   budget), and be at most ``http_max_response_bytes`` long after content decoding.
+3. The body is parsed as JSON (numbers as exact decimals; ``NaN``/``Infinity`` are rejected), the value at
+   ``jsonPath`` is taken (syntax in :mod:`coprocessor.jobs.jsonpath`) and converted by ``resultType`` with
+   ``decimals`` (rules in :mod:`coprocessor.jobs.convert`: numbers are scaled by ``10**decimals`` and
+   truncated toward zero).
+
+A malformed url, jsonPath or resultType is INVALID_INPUT; every upstream problem (status, timeout, size,
+not JSON, path missing, wrong type) is JOB_FAILED with a reason that names the problem but never the URL,
+the path or the response body (the input may have been sent encrypted).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from decimal import Decimal
+from typing import Any
+
+import httpx
+from eth_abi import encode
+
+from coprocessor.jobs.base import InvalidJobInputError, Job, JobContext, JobError
+from coprocessor.jobs.convert import check_result_type, convert
+from coprocessor.jobs.jsonpath import extract, parse_path
+
+ALLOWED_SCHEMES = ("http", "https")
+MAX_REDIRECTS = 5
+MAX_URL_LENGTH = 2048
+
+
+def check_url(url: str) -> httpx.URL:
+    """The parsed URL; raises ``InvalidJobInputError`` unless it is an absolute http(s) URL with a host."""
+    if len(url) > MAX_URL_LENGTH:
+        raise InvalidJobInputError(f"url is longer than {MAX_URL_LENGTH} characters")
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError, TypeError) as exc:
+        raise InvalidJobInputError("url is not a valid URL") from exc
+    if parsed.scheme not in ALLOWED_SCHEMES or not parsed.host:
+        raise InvalidJobInputError("url must be an absolute http:// or https:// URL")
+    return parsed
+
+
+def _refuse_other_schemes(request: httpx.Request) -> None:
+    if request.url.scheme not in ALLOWED_SCHEMES:
+        raise JobError("upstream redirected to a URL that is not http or https")
+
+
+def fetch(url: httpx.URL, context: JobContext) -> bytes:
+    """GET ``url`` within the context's time and size limits; ``JobError`` on any upstream failure."""
+    budget = min(context.http_timeout_seconds, context.remaining())
+    if budget <= 0:
+        raise JobError("no time left in the job budget for the upstream request")
+    deadline = time.monotonic() + budget
+    limit = context.http_max_response_bytes
+    try:
+        with (
+            httpx.Client(
+                timeout=httpx.Timeout(budget),
+                follow_redirects=True,
+                max_redirects=MAX_REDIRECTS,
+                trust_env=False,
+                event_hooks={"request": [_refuse_other_schemes]},
+            ) as client,
+            client.stream("GET", url, headers={"Accept": "application/json"}) as response,
+        ):
+            if not response.is_success:
+                raise JobError(f"upstream returned HTTP {response.status_code}")
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > limit:
+                raise JobError(f"upstream response is larger than {limit} bytes")
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > limit:
+                    raise JobError(f"upstream response is larger than {limit} bytes")
+                if time.monotonic() > deadline:
+                    raise JobError(f"upstream request timed out after {budget:.3g} s")
+            return bytes(body)
+    except httpx.TimeoutException as exc:
+        raise JobError(f"upstream request timed out after {budget:.3g} s") from exc
+    except httpx.TooManyRedirects as exc:
+        raise JobError(f"upstream redirected more than {MAX_REDIRECTS} times") from exc
+    except httpx.HTTPError as exc:
+        raise JobError(f"upstream request failed ({type(exc).__name__})") from exc
+
+
+def _reject_constant(_name: str) -> Any:
+    raise ValueError("NaN and Infinity are not JSON")
+
+
+def parse_json(body: bytes) -> Any:
+    """Parse a JSON body with exact decimal numbers; ``JobError`` if it is not JSON."""
+    try:
+        return json.loads(body, parse_float=Decimal, parse_constant=_reject_constant)
+    except (ValueError, ArithmeticError, RecursionError) as exc:
+        raise JobError("upstream response is not valid JSON") from exc
+
+
+def _handle(context: JobContext, args: tuple[str, str, str, int]) -> bytes:
+    url, json_path, result_type, decimals = args
+    parsed_url = check_url(url)
+    segments = parse_path(json_path)
+    check_result_type(result_type)
+    document = parse_json(fetch(parsed_url, context))
+    value = convert(extract(document, segments), result_type, decimals)
+    return encode([result_type], [value])
+
+
+HTTP_JSON_JOB = Job(
+    name="http.json",
+    version=1,
+    input_types=("string", "string", "string", "uint8"),
+    output_types=None,
+    handler=_handle,
+    description=(
+        "GET a JSON URL, take the value at jsonPath and return abi.encode(value) as resultType "
+        "(uint256, int256, bool, string or bytes32); numbers are scaled by 10**decimals, truncated toward zero."
+    ),
+)

@@ -1,0 +1,275 @@
+"""The ``teebridge`` command line: thin wiring over the coprocessor, relayer, verifier and contracts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+STATE_DIR = Path(".teebridge")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``teebridge`` command."""
+    parser = argparse.ArgumentParser(prog="teebridge", description="TEE coprocessor and oracle bridge for EVM chains.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    contracts = sub.add_parser("contracts", help="Solidity build")
+    contracts_sub = contracts.add_subparsers(dest="action", required=True)
+    contracts_sub.add_parser("build", help="compile with the pinned solc and write contracts/artifacts")
+
+    sub.add_parser("demo", help="start a local stack, run one confidential request, stop everything")
+
+    up = sub.add_parser("up", help="start the local stack and keep it running until Ctrl-C")
+    up.add_argument("--port", type=int, default=8545, help="anvil's RPC port (default 8545; 0 picks one)")
+    up.add_argument("--workdir", type=Path, default=STATE_DIR, help="where logs, keys and state go")
+
+    req = sub.add_parser("request", help="send a request to a running stack and wait for the answer")
+    req.add_argument("job", help="job as name@version, e.g. confidential.credit-score@1")
+    req.add_argument("values", nargs="*", help="input values, each parsed as JSON (strings may be bare)")
+    req.add_argument("--types", help="comma-separated ABI input types (default: the job's, from the coprocessor)")
+    req.add_argument("--plain", action="store_true", help="send the input unencrypted (default: HPKE-encrypted)")
+    req.add_argument("--gas", type=int, default=300_000, help="callback gas limit")
+    req.add_argument("--fee", type=int, default=0, help="fee in wei paid to the relayer that delivers")
+    req.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the answer")
+    req.add_argument("--state", type=Path, default=STATE_DIR / "stack.json", help="state file written by `up`")
+
+    status = sub.add_parser("status", help="show the running stack's pipeline")
+    status.add_argument("--state", type=Path, default=STATE_DIR / "stack.json")
+
+    sub.add_parser("coprocessor", help="run a coprocessor (arguments as for `python -m coprocessor`)", add_help=False)
+    sub.add_parser("relayer", help="run a relayer (arguments as for `python -m relayer`)", add_help=False)
+
+    gk = sub.add_parser("gatekeeper", help="verify a coprocessor's attestation and register its signer")
+    gk_sub = gk.add_subparsers(dest="action", required=True)
+    reg = gk_sub.add_parser("register", help="key in TEEBRIDGE_GATEKEEPER_KEY")
+    reg.add_argument("--rpc-url", required=True)
+    reg.add_argument("--deployment", type=Path, required=True, help="deployments/<network>.json")
+    reg.add_argument("--coprocessor", required=True, help="coprocessor base URL")
+    reg.add_argument("--measurement", action="append", default=[], help="allowed measurement (hex); repeatable")
+    reg.add_argument("--allow-simulated", action="store_true", help="accept simulated attestation (chain 31337 only)")
+
+    deploy = sub.add_parser("deploy", help="deploy the contracts; deployer key in TEEBRIDGE_DEPLOYER_KEY")
+    deploy.add_argument("--rpc-url", required=True)
+    deploy.add_argument("--network", required=True, help="name of the record under deployments/")
+    deploy.add_argument("--gatekeeper", required=True, help="address allowed to register signers")
+    deploy.add_argument("--allow-simulated", action="store_true", help="enable simulated attestation (31337 only)")
+
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv and argv[0] in ("coprocessor", "relayer"):
+        return _passthrough(argv[0], argv[1:])
+    args = parser.parse_args(argv)
+    handler = {
+        "contracts": _contracts,
+        "demo": _demo,
+        "up": _up,
+        "request": _request,
+        "status": _status,
+        "gatekeeper": _gatekeeper,
+        "deploy": _deploy,
+    }[args.command]
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return 130
+    except (RuntimeError, ValueError, TimeoutError, FileNotFoundError) as exc:
+        print(f"teebridge: {exc}", file=sys.stderr)
+        return 1
+
+
+def _passthrough(name: str, rest: list[str]) -> int:
+    if name == "coprocessor":
+        from coprocessor.__main__ import main as coprocessor_main
+
+        return coprocessor_main(rest) or 0
+    from relayer.__main__ import main as relayer_main
+
+    relayer_main(rest)
+    return 0
+
+
+def _contracts(_args: argparse.Namespace) -> int:
+    from contracts.build import compile_all, write_artifacts
+
+    artifacts, compiler = compile_all()
+    for path in write_artifacts(artifacts):
+        print(f"wrote {path}")
+    print(f"compiled with {compiler}")
+    return 0
+
+
+def _demo(_args: argparse.Namespace) -> int:
+    from teebridge.demo import run_demo
+
+    print("teebridge demo: a confidential credit-score request on a local stack")
+    run_demo()
+    return 0
+
+
+def _up(args: argparse.Namespace) -> int:
+    from eth_account import Account
+
+    from teebridge.anvil import DEV_KEYS
+    from teebridge.deploy import DEPLOYMENTS_DIR
+    from teebridge.stack import LocalStack
+
+    stack = LocalStack(
+        workdir=args.workdir.resolve(),
+        anvil_port=args.port,
+        write_deployment=DEPLOYMENTS_DIR / "localhost.json",
+        progress=lambda m: print(f"  - {m}"),
+    )
+    with stack:
+        d = stack.deployment
+        print(f"\nRPC URL          {stack.anvil.rpc_url}   (chain id {d.chain_id})")
+        print(f"EnclaveRegistry  {d.registry}")
+        print(f"Router           {d.router}")
+        print(f"ExampleConsumer  {d.consumer}")
+        print(f"coprocessor      {stack.coprocessor_url}   signer {stack.registration.signer} (SIMULATED attestation)")
+        print(f"logs             {stack.coprocessor.log_path}, {stack.workdir}/relayer.log")
+        print("\nFunded test accounts (anvil's public development keys: never use them on a real network):")
+        roles = ["owner", "gatekeeper", "relayer", "user", "spare", "spare"]
+        for role, key in zip(roles, DEV_KEYS, strict=True):
+            print(f"  {role:<10} {Account.from_key(key).address}  {key}")
+        print("\nTry:  teebridge request confidential.credit-score@1 85000 22000 1 52")
+        print("Ctrl-C stops everything.")
+        try:
+            while stack.coprocessor.alive() and stack.relayer is not None and stack.relayer.alive():
+                time.sleep(0.5)
+            print("a stack process exited; see the logs above", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("\nstopping")
+            return 0
+
+
+def _load_state(path: Path) -> dict:
+    if not path.exists():
+        raise FileNotFoundError(f"no running stack found ({path} is missing): start one with `teebridge up`")
+    return json.loads(path.read_text())
+
+
+def _parse_value(text: str) -> object:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _request(args: argparse.Namespace) -> int:
+    import eth_abi
+    import httpx
+
+    from relayer.chain import ChainClient
+    from teebridge.client import build_input, live_enclave_keys, send_via_consumer, wait_for_answer
+    from teebridge.stack import USER_KEY
+    from verifier.protocol import Status, job_id
+
+    state = _load_state(args.state)
+    d = state["deployment"]
+    name, _, version = args.job.rpartition("@")
+    if not name:
+        raise ValueError(f"job must be name@version, got {args.job!r}")
+    job = job_id(name, version)
+    jobs = httpx.get(state["coprocessorUrl"] + "/v1/jobs", timeout=10).json()
+    spec = next((j for j in jobs if j["jobId"] == "0x" + job.hex()), None)
+    if spec is None:
+        offered = ", ".join(f"{j['name']}@{j['version']}" for j in jobs)
+        raise ValueError(f"the coprocessor has no job {args.job}; it offers: {offered}")
+    types = args.types.split(",") if args.types else spec["inputTypes"]
+    values = [_parse_value(v) for v in args.values]
+    payload = eth_abi.encode(types, values) if types is not None else (values[0].encode() if values else b"")
+
+    user = ChainClient(state["rpcUrl"], USER_KEY)
+    router = user.contract("Router", d["router"])
+    key = None
+    if not args.plain:
+        keys = live_enclave_keys(user.contract("EnclaveRegistry", d["registry"]), job, d["deploy_block"])
+        if not keys:
+            raise RuntimeError(f"no live enclave is registered and approved for {args.job}")
+        key = keys[0]
+    envelope = build_input(
+        payload, encrypt_to=key, chain_id=d["chain_id"], router=d["router"], requester=d["consumer"], job_id=job
+    )
+    t0 = time.monotonic()
+    sent = send_via_consumer(
+        user,
+        user.contract("ExampleConsumer", d["consumer"]),
+        router,
+        job,
+        envelope,
+        callback_gas_limit=args.gas,
+        fee=args.fee,
+    )
+    print(f"request 0x{sent.request_id.hex()} ({'encrypted' if key else 'plain'}) in tx {sent.tx_hash}")
+    answer = wait_for_answer(router, sent.request_id, from_block=sent.block_number, timeout=args.timeout)
+    print(f"fulfilled in tx {answer.tx_hash} after {time.monotonic() - t0:.2f}s, status {Status(answer.status).name}")
+    if answer.status != Status.OK:
+        print(f"reason: {eth_abi.decode(['string'], answer.result)[0]}")
+        return 1
+    out_types = spec["outputTypes"]
+    decoded = eth_abi.decode(out_types, answer.result) if out_types else ("0x" + answer.result.hex(),)
+    print("answer:", ", ".join(str(v) for v in decoded))
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    import httpx
+
+    from relayer.store import Store
+
+    state = _load_state(args.state)
+    print(f"RPC       {state['rpcUrl']}")
+    print(f"router    {state['deployment']['router']}")
+    try:
+        health = httpx.get(state["coprocessorUrl"] + "/v1/health", timeout=5).json()
+        print(f"enclave   {state['coprocessorUrl']}: {health.get('status')} signer {health.get('signer')}")
+    except httpx.HTTPError as exc:
+        print(f"enclave   {state['coprocessorUrl']}: unreachable ({exc})")
+    db = args.state.parent / "relayer.sqlite"
+    if db.exists():
+        counts = Store(db).counts()
+        print("requests  " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none yet"))
+    return 0
+
+
+def _gatekeeper(args: argparse.Namespace) -> int:
+    from relayer.chain import ChainClient
+    from teebridge.deploy import Deployment
+    from teebridge.registration import register_enclave
+    from verifier.gatekeeper import Allowlist
+    from verifier.hexutil import from_hex
+
+    key = os.environ.get("TEEBRIDGE_GATEKEEPER_KEY")
+    if not key:
+        raise RuntimeError("set TEEBRIDGE_GATEKEEPER_KEY to the gatekeeper account's private key")
+    deployment = Deployment.load(args.deployment)
+    allowlist = Allowlist(frozenset(from_hex(m, 32) for m in args.measurement), allow_simulated=args.allow_simulated)
+    registration = register_enclave(ChainClient(args.rpc_url, key), deployment.registry, args.coprocessor, allowlist)
+    print(
+        f"registered {registration.signer} (measurement 0x{registration.measurement.hex()}, "
+        f"expires {registration.expiry})"
+    )
+    return 0
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from relayer.chain import ChainClient
+    from teebridge.deploy import deploy_all
+
+    key = os.environ.get("TEEBRIDGE_DEPLOYER_KEY")
+    if not key:
+        raise RuntimeError("set TEEBRIDGE_DEPLOYER_KEY to the deployer account's private key")
+    deployment = deploy_all(
+        ChainClient(args.rpc_url, key), args.gatekeeper, network=args.network, allow_simulated=args.allow_simulated
+    )
+    print(f"deployed; record written to {deployment.save()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

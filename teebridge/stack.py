@@ -1,0 +1,158 @@
+"""The local stack: anvil, the contracts, one coprocessor (simulated attestation) and one relayer.
+
+Each part runs as its own process and they talk over real HTTP and JSON-RPC, as in production; only
+the attestation is simulated (and says so).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from coprocessor.measurement import code_measurement
+from relayer.chain import ChainClient
+from teebridge.anvil import DEV_KEYS, Anvil
+from teebridge.deploy import Deployment, deploy_all
+from teebridge.processes import RELAYER_READY, Child, python_module
+from teebridge.registration import approve_jobs, register_enclave
+from verifier.gatekeeper import Allowlist, Registration
+from verifier.hexutil import from_hex
+
+OWNER_KEY, GATEKEEPER_KEY, RELAYER_KEY, USER_KEY = DEV_KEYS[0], DEV_KEYS[1], DEV_KEYS[2], DEV_KEYS[3]
+STATE_FILE = "stack.json"
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass
+class LocalStack:
+    """Start with :meth:`start`, stop with :meth:`stop` (or use it as a context manager)."""
+
+    workdir: Path | None = None
+    anvil_port: int = 0
+    write_deployment: Path | None = None
+    relayer_poll_interval: float = 0.2
+    with_relayer: bool = True
+    progress: Progress = _quiet
+    anvil: Anvil = field(init=False)
+    deployment: Deployment = field(init=False)
+    registration: Registration = field(init=False)
+    coprocessor: Child = field(init=False)
+    relayer: Child | None = field(init=False, default=None)
+    coprocessor_url: str = field(init=False, default="")
+    _own_workdir: bool = field(init=False, default=False)
+
+    def start(self) -> LocalStack:
+        """Bring everything up; on any failure, stop what was started and re-raise."""
+        if self.workdir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix="teebridge-stack-"))
+            self._own_workdir = True
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.anvil = Anvil(port=self.anvil_port)
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        assert self.workdir is not None
+        self.progress("starting anvil")
+        self.anvil.start()
+        owner = ChainClient(self.anvil.rpc_url, OWNER_KEY)
+        gatekeeper = ChainClient(self.anvil.rpc_url, GATEKEEPER_KEY)
+        self.progress("deploying EnclaveRegistry, Router, ExampleConsumer")
+        self.deployment = deploy_all(owner, gatekeeper.address, allow_simulated=True)
+        if self.write_deployment:
+            self.deployment.save(self.write_deployment)
+
+        self.progress("starting coprocessor (SIMULATED attestation: not a TEE)")
+        self.coprocessor = Child(
+            "coprocessor",
+            python_module("coprocessor", "--data-dir", str(self.workdir / "coprocessor"), "--port", "0"),
+            self.workdir / "coprocessor.log",
+        ).start()
+        self.coprocessor_url = self.coprocessor.wait_for_url()
+
+        self.progress("gatekeeper: verifying the coprocessor's attestation and registering its signer")
+        allowlist = Allowlist(frozenset({code_measurement()}), allow_simulated=True)
+        self.registration = register_enclave(gatekeeper, self.deployment.registry, self.coprocessor_url, allowlist)
+        jobs = _list_jobs(self.coprocessor_url)
+        approve_jobs(owner, self.deployment.registry, self.registration.measurement, [from_hex(j) for j in jobs])
+
+        if self.with_relayer:
+            self.progress("starting relayer")
+            self.relayer = self.start_relayer()
+            self.relayer.wait_for_line(RELAYER_READY, after=self.relayer.log_offset)
+            self._write_state()
+
+    def start_relayer(self, db_name: str = "relayer.sqlite", extra_env: dict[str, str] | None = None) -> Child:
+        """Start (or restart) the relayer process with its state in ``workdir/db_name``."""
+        assert self.workdir is not None
+        return Child(
+            "relayer",
+            python_module(
+                "relayer",
+                "--rpc-url",
+                self.anvil.rpc_url,
+                "--router",
+                self.deployment.router,
+                "--coprocessor",
+                self.coprocessor_url,
+                "--db",
+                str(self.workdir / db_name),
+                "--start-block",
+                str(self.deployment.deploy_block),
+                "--poll-interval",
+                str(self.relayer_poll_interval),
+            ),
+            self.workdir / "relayer.log",
+            env={"TEEBRIDGE_RELAYER_KEY": RELAYER_KEY, **(extra_env or {})},
+        ).start()
+
+    def _write_state(self) -> None:
+        assert self.workdir is not None
+        state = {
+            "rpcUrl": self.anvil.rpc_url,
+            "coprocessorUrl": self.coprocessor_url,
+            "deployment": json.loads(self.deployment.to_json()),
+            "signer": self.registration.signer,
+            "logs": {"coprocessor": str(self.coprocessor.log_path), "relayer": str(self.workdir / "relayer.log")},
+        }
+        (self.workdir / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
+
+    def stop(self) -> None:
+        """Stop the relayer, the coprocessor and anvil (in that order); remove a temporary workdir."""
+        for name in ("relayer", "coprocessor"):
+            child = getattr(self, name, None)
+            if child is not None:
+                child.stop()
+        if getattr(self, "anvil", None) is not None:
+            self.anvil.stop()
+        if self._own_workdir and self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _list_jobs(coprocessor_url: str) -> list[str]:
+    import httpx
+
+    response = httpx.get(coprocessor_url.rstrip("/") + "/v1/jobs", timeout=10)
+    response.raise_for_status()
+    data = response.json()
+    items = data["jobs"] if isinstance(data, dict) else data
+    return [item["jobId"] for item in items]

@@ -1,0 +1,78 @@
+"""The command line as a user runs it: `teebridge up` in one process, `teebridge request` from another."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+TEEBRIDGE = [sys.executable, "-m", "teebridge.cli"]
+
+
+def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            return json.loads(path.read_text())
+        assert process.poll() is None, process.stdout.read() if process.stdout else "teebridge up exited"
+        time.sleep(0.1)
+    raise AssertionError("teebridge up did not write its state file")
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*TEEBRIDGE, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_up_request_status_and_ctrl_c(tmp_path: Path) -> None:
+    workdir = tmp_path / "stack"
+    up = subprocess.Popen(
+        [*TEEBRIDGE, "up", "--port", "0", "--workdir", str(workdir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        state = _wait_for(workdir / "stack.json", up)
+        state_file = str(workdir / "stack.json")
+
+        confidential = run("request", "confidential.credit-score@1", "85000", "22000", "1", "52", "--state", state_file)
+        assert confidential.returncode == 0, confidential.stderr
+        assert "(encrypted)" in confidential.stdout and "status OK" in confidential.stdout
+        score = int(confidential.stdout.strip().splitlines()[-1].removeprefix("answer: "))
+        assert 300 <= score <= 850
+
+        echo = run("request", "echo@1", "hello", "--plain", "--state", state_file)
+        assert echo.returncode == 0, echo.stderr
+        assert "(plain)" in echo.stdout and "0x68656c6c6f" in echo.stdout
+
+        bad = run("request", "no.such@1", "--state", state_file)
+        assert bad.returncode == 1 and "has no job no.such@1" in bad.stderr
+
+        # `request` returns once the Fulfilled event is on-chain; the relayer records it a moment later.
+        deadline = time.monotonic() + 20
+        while "delivered 2" not in (status := run("status", "--state", state_file)).stdout:
+            assert time.monotonic() < deadline, status.stdout
+            time.sleep(0.2)
+        assert status.returncode == 0 and "enclave" in status.stdout
+    finally:
+        up.send_signal(signal.SIGINT)
+        out, _ = up.communicate(timeout=30)
+    assert up.returncode == 0, out
+    assert "RPC URL" in out and "Router" in out and "Funded test accounts" in out
+    # Everything it started is gone.
+    for url in (state["rpcUrl"], state["coprocessorUrl"]):
+        try:
+            httpx.get(url, timeout=1)
+            raise AssertionError(f"{url} still answers after Ctrl-C")
+        except httpx.HTTPError:
+            pass
+
+
+def test_request_without_a_stack_says_what_to_do(tmp_path: Path) -> None:
+    result = run("request", "echo@1", "x", "--state", str(tmp_path / "nothing.json"))
+    assert result.returncode == 1 and "teebridge up" in result.stderr

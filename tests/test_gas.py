@@ -1,0 +1,92 @@
+"""Gas regression bounds for the Router's hot paths (figures and method: BENCHMARKS.md, ``python -m bench.gas``).
+
+Gas is deterministic up to a few tens of gas (zero bytes in hashes and signatures are cheaper calldata),
+so each bound sits about 5% above the value measured when it was set. A failure means a contract change
+made the path more expensive: re-run ``python -m bench.gas``, and update BENCHMARKS.md with the bound.
+
+Measured in the steady state (Router.nonce and ExampleConsumer.lastRequestId already non-zero), with a
+signer registered from a non-simulated attestation, no fee, and the ExampleConsumer's callback.
+"""
+
+from __future__ import annotations
+
+import eth_abi
+from web3.logs import DISCARD
+
+from tests.helpers import ECHO_JOB, Enclave, Stack, register, router_as, send_request
+from verifier.envelope import plain
+from verifier.protocol import Request
+
+#: ExampleConsumer.send -> Router.request with a 32-byte input (measured 66,027).
+MAX_REQUEST_VIA_CONSUMER_32B = 69_300
+#: fulfill gasUsed minus Fulfilled.callbackGasUsed, 32-byte result (measured 49,801).
+MAX_FULFILL_OVERHEAD = 52_300
+#: a fulfilment of a request that is already settled: FulfillmentSkipped, no state change.
+MAX_REPLAYED_FULFILL = 40_000
+#: fulfillBatch of 10 items, gasUsed / 10, callback included (measured 91,097).
+MAX_BATCH_10_PER_ITEM = 95_700
+
+INPUT_32 = plain(bytes(range(1, 32)))  # 0x00 tag + 31 non-zero bytes
+RESULT = eth_abi.encode(["uint16"], [712])  # a credit score, as the credit-score job answers
+
+
+def _warm(stack: Stack) -> Enclave:
+    """Register a signer and make one request, so that later figures are steady-state ones."""
+    enclave = Enclave.random()
+    register(stack, enclave, simulated=False)
+    send_request(stack, INPUT_32)
+    return enclave
+
+
+def _request_receipt(stack: Stack, payload: bytes) -> tuple[Request, dict]:
+    consumer = stack.user.contract("ExampleConsumer", stack.consumer.address)
+    receipt = stack.user.send(consumer.functions.send(ECHO_JOB, payload, 100_000, 600))
+    (event,) = stack.router.events.Requested().process_receipt(receipt, errors=DISCARD)
+    args = event["args"]
+    request = Request.from_input(
+        request_id=bytes(args["requestId"]),
+        requester=args["requester"],
+        job_id=bytes(args["jobId"]),
+        input=bytes(args["input"]),
+        callback_gas_limit=args["callbackGasLimit"],
+        fee=args["fee"],
+        expiry=args["expiry"],
+    )
+    return request, receipt
+
+
+def _fulfil(stack: Stack, enclave: Enclave, request: Request):
+    signed = enclave.sign(request, RESULT, stack.domain)
+    return router_as(stack, stack.relayer).functions.fulfill(signed.call_args(request))
+
+
+def test_request_via_consumer_gas(stack: Stack) -> None:
+    _warm(stack)
+    _, receipt = _request_receipt(stack, INPUT_32)
+    assert receipt["gasUsed"] <= MAX_REQUEST_VIA_CONSUMER_32B, receipt["gasUsed"]
+
+
+def test_fulfill_overhead_and_replay_gas(stack: Stack) -> None:
+    enclave = _warm(stack)
+    request, _ = send_request(stack, INPUT_32)
+    call = _fulfil(stack, enclave, request)
+    receipt = stack.relayer.send(call)
+    (event,) = stack.router.events.Fulfilled().process_receipt(receipt, errors=DISCARD)
+    assert event["args"]["callbackSucceeded"] is True
+    overhead = receipt["gasUsed"] - event["args"]["callbackGasUsed"]
+    assert overhead <= MAX_FULFILL_OVERHEAD, overhead
+
+    replay = stack.relayer.send(call)
+    assert not stack.router.events.Fulfilled().process_receipt(replay, errors=DISCARD)
+    assert replay["gasUsed"] < MAX_REPLAYED_FULFILL, replay["gasUsed"]
+
+
+def test_fulfill_batch_of_10_gas_per_item(stack: Stack) -> None:
+    enclave = _warm(stack)
+    requests = [send_request(stack, INPUT_32)[0] for _ in range(10)]
+    items = [enclave.sign(r, RESULT, stack.domain).call_args(r) for r in requests]
+    receipt = stack.relayer.send(router_as(stack, stack.relayer).functions.fulfillBatch(items))
+    events = stack.router.events.Fulfilled().process_receipt(receipt, errors=DISCARD)
+    assert len(events) == 10 and all(e["args"]["callbackSucceeded"] for e in events)
+    per_item = receipt["gasUsed"] / 10
+    assert per_item <= MAX_BATCH_10_PER_ITEM, per_item

@@ -1,0 +1,119 @@
+"""The Python encoders against independent implementations (eth-abi, eth-account) and fixed vectors.
+
+tests/test_router.py holds the same encoders to the Solidity; together they tie docs/protocol.md to both.
+"""
+
+from __future__ import annotations
+
+import eth_abi
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from verifier.attestation import report_data
+from verifier.envelope import Binding
+from verifier.hashing import keccak256
+from verifier.protocol import Domain, Fulfillment, Request, job_id, request_id
+from verifier.signing import address_of_private_key, recover_signer, sign_digest, to_compact
+
+b32 = st.binary(min_size=32, max_size=32)
+addresses = st.binary(min_size=20, max_size=20).map(lambda b: "0x" + b.hex())
+
+
+def test_job_id_vector() -> None:
+    assert job_id("echo", 1).hex() == keccak256(b"echo@1").hex()
+    assert job_id("confidential.credit-score", 1) == keccak256(b"confidential.credit-score@1")
+
+
+@settings(max_examples=50, deadline=None)
+@given(chain=st.integers(1, 2**64), router=addresses, requester=addresses, nonce=st.integers(0, 2**64))
+def test_request_id_is_abi_encode_of_its_parts(chain: int, router: str, requester: str, nonce: int) -> None:
+    expected = keccak256(
+        eth_abi.encode(["uint256", "address", "address", "uint256"], [chain, router, requester, nonce])
+    )
+    assert request_id(chain, router, requester, nonce) == expected
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    rid=b32,
+    requester=addresses,
+    job=b32,
+    input_hash=b32,
+    gas=st.integers(0, 2**32 - 1),
+    fee=st.integers(0, 2**96 - 1),
+    expiry=st.integers(0, 2**64 - 1),
+)
+def test_commitment_is_abi_encode_of_the_request(rid, requester, job, input_hash, gas, fee, expiry) -> None:
+    request = Request(rid, requester, job, input_hash, gas, fee, expiry)
+    types = ["bytes32", "address", "bytes32", "bytes32", "uint32", "uint96", "uint64"]
+    assert request.commitment() == keccak256(eth_abi.encode(types, [rid, requester, job, input_hash, gas, fee, expiry]))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    chain=st.integers(1, 2**32),
+    router=addresses,
+    rid=b32,
+    commitment=b32,
+    status=st.integers(0, 255),
+    result=st.binary(max_size=200),
+    measurement=b32,
+    key=st.binary(min_size=32, max_size=32),
+)
+def test_fulfillment_digest_matches_eth_account(
+    chain, router, rid, commitment, status, result, measurement, key
+) -> None:
+    if not 0 < int.from_bytes(key, "big") < 2**256 - 2**32:
+        return
+    f = Fulfillment(rid, commitment, status, keccak256(result), measurement)
+    domain = Domain(chain, router)
+    message = {
+        "types": {
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "version", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+                {"name": "verifyingContract", "type": "address"},
+            ],
+            "Fulfillment": [
+                {"name": "requestId", "type": "bytes32"},
+                {"name": "commitment", "type": "bytes32"},
+                {"name": "status", "type": "uint8"},
+                {"name": "resultHash", "type": "bytes32"},
+                {"name": "measurement", "type": "bytes32"},
+            ],
+        },
+        "primaryType": "Fulfillment",
+        "domain": {"name": "teebridge", "version": "1", "chainId": chain, "verifyingContract": router},
+        "message": {
+            "requestId": rid,
+            "commitment": commitment,
+            "status": status,
+            "resultHash": keccak256(result),
+            "measurement": measurement,
+        },
+    }
+    theirs = Account.sign_message(encode_typed_data(full_message=message), key)
+    ours = sign_digest(key, f.digest(domain))
+    assert ours == bytes(theirs.signature)
+    assert recover_signer(f.digest(domain), ours) == address_of_private_key(key)
+    r, vs = to_compact(ours)
+    assert r == ours[:32] and int.from_bytes(vs, "big") >> 255 == ours[64] - 27
+
+
+def test_hpke_info_layout() -> None:
+    router, requester = "0x" + "11" * 20, "0x" + "22" * 20
+    info = Binding(31337, router, requester, b"\x33" * 32).info()
+    assert len(info) == 122
+    assert info == b"teebridge/v1/input" + (31337).to_bytes(32, "big") + b"\x11" * 20 + b"\x22" * 20 + b"\x33" * 32
+
+
+def test_report_data_vector() -> None:
+    registry, signer, hpke = "0x" + "aa" * 20, "0x" + "bb" * 20, b"\xcc" * 32
+    expected = keccak256(
+        b"teebridge/v1/attest" + (31337).to_bytes(32, "big") + b"\xaa" * 20 + b"\xbb" * 20 + keccak256(hpke)
+    )
+    assert report_data(31337, registry, signer, hpke) == expected + b"\x00" * 32
+    assert report_data(1, registry, signer, hpke) != report_data(31337, registry, signer, hpke)

@@ -1,0 +1,148 @@
+"""The relayer on its own: it pays for nothing a coprocessor forged, retries what failed, and ends what expired."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from relayer.chain import ChainClient
+from relayer.service import Relayer, RelayerConfig
+from relayer.store import DELIVERED, EXPIRED, PENDING, Store
+from teebridge.anvil import free_port
+from teebridge.client import send_via_consumer
+from teebridge.stack import RELAYER_KEY, USER_KEY, LocalStack
+from tests.helpers import Enclave
+from verifier.envelope import plain
+from verifier.hexutil import from_hex
+from verifier.protocol import Domain, Request, job_id
+
+ECHO = job_id("echo", 1)
+
+
+@pytest.fixture(scope="module")
+def local() -> Iterator[LocalStack]:
+    with LocalStack(with_relayer=False) as stack:
+        yield stack
+
+
+def relayer_for(stack: LocalStack, db: Path, coprocessor_url: str | None = None) -> Relayer:
+    return Relayer(
+        RelayerConfig(
+            rpc_url=stack.anvil.rpc_url,
+            private_key=RELAYER_KEY,
+            router=stack.deployment.router,
+            coprocessor_url=coprocessor_url or stack.coprocessor_url,
+            db_path=db,
+            start_block=stack.deployment.deploy_block,
+            retry_delay=0.0,
+        )
+    )
+
+
+def request_echo(stack: LocalStack, payload: bytes, ttl: int = 600) -> bytes:
+    user = ChainClient(stack.anvil.rpc_url, USER_KEY)
+    d = stack.deployment
+    sent = send_via_consumer(
+        user,
+        user.contract("ExampleConsumer", d.consumer),
+        user.contract("Router", d.router),
+        ECHO,
+        plain(payload),
+        ttl=ttl,
+    )
+    return sent.request_id
+
+
+def relayer_nonce(stack: LocalStack) -> int:
+    client = ChainClient(stack.anvil.rpc_url, RELAYER_KEY)
+    return client.w3.eth.get_transaction_count(client.address)
+
+
+class ForgingCoprocessor(BaseHTTPRequestHandler):
+    """Answers /v1/execute with results signed by a key the registry has never heard of."""
+
+    enclave = Enclave.random()
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        domain = Domain(body["chainId"], body["router"])
+        out = []
+        for item in body["requests"]:
+            request = Request.from_input(
+                request_id=from_hex(item["requestId"]),
+                requester=item["requester"],
+                job_id=from_hex(item["jobId"]),
+                input=from_hex(item["input"]),
+                callback_gas_limit=item["callbackGasLimit"],
+                fee=int(item["fee"]),
+                expiry=item["expiry"],
+            )
+            out.append(self.enclave.sign(request, b"forged answer", domain).to_json())
+        data = json.dumps({"fulfillments": out}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_forged_results_are_never_submitted(local: LocalStack, tmp_path: Path) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), ForgingCoprocessor)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        request_id = request_echo(local, b"x")
+        relayer = relayer_for(local, tmp_path / "r.sqlite", f"http://127.0.0.1:{server.server_port}")
+        nonce = relayer_nonce(local)
+        for _ in range(3):
+            relayer.tick()
+        stored = relayer.store.get(request_id)
+        assert stored is not None and stored.state != DELIVERED
+        assert "simulation reverted" in (stored.last_error or "") and "UnauthorizedSigner" in stored.last_error
+        assert relayer_nonce(local) == nonce, "the relayer spent no gas on a forgery"
+        relayer.close()
+    finally:
+        server.shutdown()
+
+
+def test_unreachable_coprocessor_is_retried_then_delivered(local: LocalStack, tmp_path: Path) -> None:
+    request_id = request_echo(local, b"later")
+    db = tmp_path / "r.sqlite"
+    down = relayer_for(local, db, f"http://127.0.0.1:{free_port()}")
+    down.tick()
+    stored = down.store.get(request_id)
+    assert stored is not None and stored.state == PENDING and stored.attempts == 1
+    assert "unreachable" in (stored.last_error or "")
+    down.close()
+    up = relayer_for(local, db)
+    up.tick()
+    stored = up.store.get(request_id)
+    assert stored is not None and stored.state == DELIVERED, stored
+    up.close()
+
+
+def test_expired_request_is_closed_not_left_pending(local: LocalStack, tmp_path: Path) -> None:
+    request_id = request_echo(local, b"too late", ttl=30)
+    w3 = ChainClient(local.anvil.rpc_url, USER_KEY).w3
+    w3.provider.make_request("evm_increaseTime", [60])
+    w3.provider.make_request("evm_mine", [])
+    relayer = relayer_for(local, tmp_path / "r.sqlite", f"http://127.0.0.1:{free_port()}")
+    relayer.tick()
+    stored = relayer.store.get(request_id)
+    assert stored is not None and stored.state == EXPIRED and "cancel" in (stored.outcome or "")
+    relayer.close()
+
+
+def test_database_is_bound_to_one_router(local: LocalStack, tmp_path: Path) -> None:
+    store = Store(tmp_path / "r.sqlite")
+    store.bind(31337, "0x" + "12" * 20)
+    store.close()
+    with pytest.raises(RuntimeError, match="belongs to"):
+        relayer_for(local, tmp_path / "r.sqlite")
