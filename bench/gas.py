@@ -35,8 +35,8 @@ import eth_abi
 from bench.harness import (
     CREDIT_SCORE_JOB,
     ECHO_JOB,
-    BenchEnclave,
     Chain,
+    DevEnclave,
     GasBreakdown,
     breakdown,
     environment,
@@ -142,9 +142,9 @@ class GasBench:
         self.repeats = repeats
         self.say = say
         jobs = (ECHO_JOB, CREDIT_SCORE_JOB)
-        self.enclave = BenchEnclave.fixed(1)
+        self.enclave = DevEnclave.fixed(1)
         self.hpke_public = register(chain, self.enclave, jobs, simulated=False)
-        self.simulated_enclave = BenchEnclave.fixed(2)
+        self.simulated_enclave = DevEnclave.fixed(2)
         register(chain, self.simulated_enclave, jobs, simulated=True)
         self.rows: dict[str, Row] = {}
         self._seed = 0
@@ -177,7 +177,7 @@ class GasBench:
         receipt = self.chain.user.send(router.functions.request(job, envelope, CALLBACK_GAS_LIMIT, TTL))
         return requested(self.chain, receipt), receipt
 
-    def signed_args(self, request: Request, result: bytes, enclave: BenchEnclave | None = None) -> tuple:
+    def signed_args(self, request: Request, result: bytes, enclave: DevEnclave | None = None) -> tuple:
         return (enclave or self.enclave).sign(request, result, self.chain.domain).call_args(request)
 
     def fulfill(self, row: Row, args: tuple, expected: int = 1, *, steps: bool = True) -> Any:

@@ -26,19 +26,16 @@ from web3.types import TxReceipt
 from relayer.chain import ChainClient
 from teebridge.anvil import DEV_KEYS
 from teebridge.deploy import Deployment, deploy_all
+from teebridge.testkit import DevEnclave, register_dev_enclave, requested_in
 from teebridge.tools import REPO_ROOT, find_anvil
 from verifier.envelope import generate_key
-from verifier.hashing import keccak256
-from verifier.protocol import Domain, Request, Status, fulfillment_for, job_id
-from verifier.signed_result import SignedResult
-from verifier.signing import address_of_private_key, sign_digest
+from verifier.protocol import Domain, Request, job_id
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 BUILD_INFO = REPO_ROOT / "contracts" / "artifacts" / "_build-info.json"
 
 ECHO_JOB = job_id("echo", 1)
 CREDIT_SCORE_JOB = job_id("confidential.credit-score", 1)
-BENCH_MEASUREMENT = keccak256(b"teebridge benchmark measurement")
 
 TX_BASE_GAS = 21_000
 #: EIP-2028 calldata prices, and the EIP-7623 (Prague+) floor price per calldata token.
@@ -88,36 +85,8 @@ class Chain:
         return (client or self.owner).contract("ExampleConsumer", self.deployment.consumer)
 
 
-@dataclass(frozen=True)
-class BenchEnclave:
-    """A signing key standing in for an enclave."""
-
-    key: bytes
-    measurement: bytes = BENCH_MEASUREMENT
-
-    @classmethod
-    def fixed(cls, seed: int = 1, measurement: bytes = BENCH_MEASUREMENT) -> BenchEnclave:
-        return cls(keccak256(b"teebridge bench enclave %d" % seed), measurement)
-
-    @property
-    def address(self) -> str:
-        return address_of_private_key(self.key)
-
-    def sign(self, request: Request, result: bytes, domain: Domain, status: int = Status.OK) -> SignedResult:
-        f = fulfillment_for(request, status, result, self.measurement)
-        return SignedResult(
-            f.request_id,
-            f.commitment,
-            f.status,
-            result,
-            f.measurement,
-            self.address,
-            sign_digest(self.key, f.digest(domain)),
-        )
-
-
 def register(
-    chain: Chain, enclave: BenchEnclave, jobs: tuple[bytes, ...], *, simulated: bool = False, ttl: int = 86_400
+    chain: Chain, enclave: DevEnclave, jobs: tuple[bytes, ...], *, simulated: bool = False, ttl: int = 86_400
 ) -> bytes:
     """Register the enclave's signer and approve its measurement for ``jobs``; return its HPKE public key.
 
@@ -125,30 +94,22 @@ def register(
     signer makes the registry read one more storage slot on every fulfilment.
     """
     hpke_public = generate_key().public_key().public_bytes_raw()
-    registry_gk = chain.gatekeeper.contract("EnclaveRegistry", chain.deployment.registry)
-    now = chain.w3.eth.get_block("latest")["timestamp"]
-    chain.gatekeeper.send(
-        registry_gk.functions.registerSigner(enclave.address, enclave.measurement, now + ttl, simulated, hpke_public)
+    register_dev_enclave(
+        chain.owner,
+        chain.gatekeeper,
+        chain.deployment.registry,
+        enclave,
+        jobs,
+        simulated=simulated,
+        ttl=ttl,
+        hpke_public_key=hpke_public,
     )
-    registry = chain.owner.contract("EnclaveRegistry", chain.deployment.registry)
-    for job in jobs:
-        chain.owner.send(registry.functions.setJobMeasurement(job, enclave.measurement, True))
     return hpke_public
 
 
 def requested(chain: Chain, receipt: TxReceipt) -> Request:
     """The committed fields of the one request a receipt made."""
-    (event,) = chain.router().events.Requested().process_receipt(receipt, errors=DISCARD)
-    args = event["args"]
-    return Request.from_input(
-        request_id=bytes(args["requestId"]),
-        requester=args["requester"],
-        job_id=bytes(args["jobId"]),
-        input=bytes(args["input"]),
-        callback_gas_limit=args["callbackGasLimit"],
-        fee=args["fee"],
-        expiry=args["expiry"],
-    )
+    return requested_in(chain.router(), receipt)[0]
 
 
 def fulfilled_events(chain: Chain, receipt: TxReceipt) -> list[Any]:

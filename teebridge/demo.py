@@ -52,8 +52,10 @@ def run_demo(say=print) -> DemoResult:
             payload, encrypt_to=key, chain_id=d.chain_id, router=d.router, requester=d.consumer, job_id=job
         )
         say(f"applicant's figures (income, debt, missed payments, account months): {APPLICANT}")
-        say(f"encrypted to the enclave (HPKE X25519/ChaCha20-Poly1305): {len(envelope)} bytes, "
-            f"0x{envelope.hex()[:24]}...")
+        say(
+            f"encrypted to the enclave (HPKE X25519/ChaCha20-Poly1305): {len(envelope)} bytes, "
+            f"0x{envelope.hex()[:24]}..."
+        )
 
         t0 = time.monotonic()
         sent = send_via_consumer(user, consumer, router, job, envelope, fee=10**15)

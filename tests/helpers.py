@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import pytest
 from web3.contract import Contract
 from web3.exceptions import ContractCustomError, ContractLogicError
-from web3.logs import DISCARD
 
 from relayer.chain import ChainClient
 from teebridge.anvil import DEV_KEYS
 from teebridge.deploy import Deployment, deploy_all
+from teebridge.testkit import DEV_MEASUREMENT, DevEnclave, register_dev_enclave, requested_in
 from verifier.hashing import keccak256
-from verifier.protocol import Domain, Request, Status, fulfillment_for, job_id
-from verifier.signed_result import SignedResult
-from verifier.signing import address_of_private_key, sign_digest
+from verifier.protocol import Domain, Request, job_id
 
 ECHO_JOB = job_id("echo", 1)
-MEASUREMENT = keccak256(b"test measurement")
+MEASUREMENT = DEV_MEASUREMENT
 
 
 @dataclass
@@ -64,45 +61,13 @@ def deploy_stack(rpc_url: str, *, allow_simulated: bool = True) -> Stack:
     )
 
 
-@dataclass(frozen=True)
-class Enclave:
-    """A signing key standing in for an enclave (the contract does not care where the key lives)."""
-
-    key: bytes
-    measurement: bytes = MEASUREMENT
-
-    @classmethod
-    def random(cls, measurement: bytes = MEASUREMENT) -> Enclave:
-        return cls(os.urandom(32), measurement)
-
-    @property
-    def address(self) -> str:
-        return address_of_private_key(self.key)
-
-    def sign(self, request: Request, result: bytes, domain: Domain, status: int = Status.OK) -> SignedResult:
-        f = fulfillment_for(request, status, result, self.measurement)
-        return SignedResult(
-            f.request_id,
-            f.commitment,
-            f.status,
-            result,
-            f.measurement,
-            self.address,
-            sign_digest(self.key, f.digest(domain)),
-        )
-
-
 def register(
-    stack: Stack, enclave: Enclave, *, jobs: tuple[bytes, ...] = (ECHO_JOB,), ttl: int = 3600, simulated: bool = True
+    stack: Stack, enclave: DevEnclave, *, jobs: tuple[bytes, ...] = (ECHO_JOB,), ttl: int = 3600, simulated: bool = True
 ) -> None:
     """Register ``enclave`` and approve its measurement for ``jobs``."""
-    registry_gk = stack.gatekeeper.contract("EnclaveRegistry", stack.registry.address)
-    now = stack.w3.eth.get_block("latest")["timestamp"]
-    stack.gatekeeper.send(
-        registry_gk.functions.registerSigner(enclave.address, enclave.measurement, now + ttl, simulated, b"\x01" * 32)
+    register_dev_enclave(
+        stack.owner, stack.gatekeeper, stack.registry.address, enclave, jobs, simulated=simulated, ttl=ttl
     )
-    for job in jobs:
-        stack.owner.send(stack.registry.functions.setJobMeasurement(job, enclave.measurement, True))
 
 
 def send_request(
@@ -119,18 +84,7 @@ def send_request(
     target = consumer or stack.consumer
     client_consumer = stack.user.w3.eth.contract(address=target.address, abi=target.abi)
     receipt = stack.user.send(client_consumer.functions.send(job, payload, gas, ttl), value=fee)
-    (event,) = stack.router.events.Requested().process_receipt(receipt, errors=DISCARD)
-    args = event["args"]
-    request = Request.from_input(
-        request_id=bytes(args["requestId"]),
-        requester=args["requester"],
-        job_id=bytes(args["jobId"]),
-        input=bytes(args["input"]),
-        callback_gas_limit=args["callbackGasLimit"],
-        fee=args["fee"],
-        expiry=args["expiry"],
-    )
-    return request, bytes(args["input"])
+    return requested_in(stack.router, receipt)
 
 
 def router_as(stack: Stack, client: ChainClient) -> Contract:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import eth_abi
 from web3.logs import DISCARD
 
-from tests.helpers import ECHO_JOB, Enclave, Stack, register, router_as, send_request
+from teebridge.testkit import requested_in
+from tests.helpers import ECHO_JOB, DevEnclave, Stack, register, router_as, send_request
 from verifier.envelope import plain
 from verifier.protocol import Request
 
@@ -30,9 +31,9 @@ INPUT_32 = plain(bytes(range(1, 32)))  # 0x00 tag + 31 non-zero bytes
 RESULT = eth_abi.encode(["uint16"], [712])  # a credit score, as the credit-score job answers
 
 
-def _warm(stack: Stack) -> Enclave:
+def _warm(stack: Stack) -> DevEnclave:
     """Register a signer and make one request, so that later figures are steady-state ones."""
-    enclave = Enclave.random()
+    enclave = DevEnclave.random()
     register(stack, enclave, simulated=False)
     send_request(stack, INPUT_32)
     return enclave
@@ -41,21 +42,11 @@ def _warm(stack: Stack) -> Enclave:
 def _request_receipt(stack: Stack, payload: bytes) -> tuple[Request, dict]:
     consumer = stack.user.contract("ExampleConsumer", stack.consumer.address)
     receipt = stack.user.send(consumer.functions.send(ECHO_JOB, payload, 100_000, 600))
-    (event,) = stack.router.events.Requested().process_receipt(receipt, errors=DISCARD)
-    args = event["args"]
-    request = Request.from_input(
-        request_id=bytes(args["requestId"]),
-        requester=args["requester"],
-        job_id=bytes(args["jobId"]),
-        input=bytes(args["input"]),
-        callback_gas_limit=args["callbackGasLimit"],
-        fee=args["fee"],
-        expiry=args["expiry"],
-    )
+    request, _ = requested_in(stack.router, receipt)
     return request, receipt
 
 
-def _fulfil(stack: Stack, enclave: Enclave, request: Request):
+def _fulfil(stack: Stack, enclave: DevEnclave, request: Request):
     signed = enclave.sign(request, RESULT, stack.domain)
     return router_as(stack, stack.relayer).functions.fulfill(signed.call_args(request))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from relayer.chain import ChainClient
 from teebridge.anvil import DEV_KEYS, Anvil
 from teebridge.deploy import deploy_all
-from tests.helpers import ECHO_JOB, MEASUREMENT, Enclave, Stack, assert_reverts_with, register
+from tests.helpers import ECHO_JOB, MEASUREMENT, DevEnclave, Stack, assert_reverts_with, register
 
 
 def test_only_the_gatekeeper_registers(stack: Stack) -> None:
@@ -26,7 +26,7 @@ def test_only_the_owner_sets_policy(stack: Stack) -> None:
 
 
 def test_simulated_signer_stops_counting_when_the_flag_is_turned_off(stack: Stack) -> None:
-    enclave = Enclave.random()
+    enclave = DevEnclave.random()
     register(stack, enclave)
     assert stack.registry.functions.isAuthorized(enclave.address, ECHO_JOB, MEASUREMENT).call()
     stack.owner.send(stack.registry.functions.setSimulatedAttestationsAllowed(False))
@@ -68,7 +68,7 @@ def test_registration_in_the_past_is_refused(stack: Stack) -> None:
 
 
 def test_signer_info_exposes_the_hpke_key(stack: Stack) -> None:
-    enclave = Enclave.random()
+    enclave = DevEnclave.random()
     register(stack, enclave)
     measurement, expiry, revoked, simulated, hpke = stack.registry.functions.signerInfo(enclave.address).call()
     assert (measurement, revoked, simulated, hpke) == (MEASUREMENT, False, True, b"\x01" * 32)

@@ -16,7 +16,7 @@ from relayer.store import DELIVERED, EXPIRED, PENDING, Store
 from teebridge.anvil import free_port
 from teebridge.client import send_via_consumer
 from teebridge.stack import RELAYER_KEY, USER_KEY, LocalStack
-from tests.helpers import Enclave
+from tests.helpers import DevEnclave
 from verifier.envelope import plain
 from verifier.hexutil import from_hex
 from verifier.protocol import Domain, Request, job_id
@@ -66,7 +66,7 @@ def relayer_nonce(stack: LocalStack) -> int:
 class ForgingCoprocessor(BaseHTTPRequestHandler):
     """Answers /v1/execute with results signed by a key the registry has never heard of."""
 
-    enclave = Enclave.random()
+    enclave = DevEnclave.random()
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))

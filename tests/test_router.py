@@ -6,7 +6,7 @@ import eth_abi
 import pytest
 
 from relayer.chain import TransactionFailedError
-from tests.helpers import ECHO_JOB, Enclave, Stack, assert_reverts_with, register, router_as, send_request
+from tests.helpers import ECHO_JOB, DevEnclave, Stack, assert_reverts_with, register, router_as, send_request
 from verifier.envelope import plain
 from verifier.hashing import keccak256
 from verifier.protocol import Domain, Request, Status
@@ -20,7 +20,7 @@ def reverts_with(stack: Stack, call, signature: str) -> None:
 
 
 def fulfil(
-    stack: Stack, enclave: Enclave, request: Request, result: bytes, *, status: int = 0, domain: Domain | None = None
+    stack: Stack, enclave: DevEnclave, request: Request, result: bytes, *, status: int = 0, domain: Domain | None = None
 ):
     signed = enclave.sign(request, result, domain or stack.domain, status)
     router = router_as(stack, stack.relayer)
@@ -28,7 +28,7 @@ def fulfil(
 
 
 def test_happy_path_delivers_and_pays_the_submitter(stack: Stack) -> None:
-    enclave = Enclave.random()
+    enclave = DevEnclave.random()
     register(stack, enclave)
     request, _ = send_request(stack, plain(b"hello"), fee=10**15)
     assert stack.router.functions.commitments(request.request_id).call() == request.commitment()
@@ -44,7 +44,7 @@ def test_happy_path_delivers_and_pays_the_submitter(stack: Stack) -> None:
 
 
 def test_python_commitment_and_digest_match_solidity(stack: Stack) -> None:
-    enclave = Enclave.random()
+    enclave = DevEnclave.random()
     request, _ = send_request(stack, plain(b"x"), fee=7)
     assert stack.router.functions.commitmentOf(request.as_tuple()).call() == request.commitment()
     signed = enclave.sign(request, b"r", stack.domain)
@@ -56,14 +56,14 @@ def test_python_commitment_and_digest_match_solidity(stack: Stack) -> None:
 
 
 def test_unregistered_signer_is_refused(stack: Stack) -> None:
-    register(stack, Enclave.random())
+    register(stack, DevEnclave.random())
     request, _ = send_request(stack, plain(b"x"))
-    intruder = Enclave.random()
+    intruder = DevEnclave.random()
     reverts_with(stack, fulfil(stack, intruder, request, b"forged"), "UnauthorizedSigner(bytes32,address)")
 
 
 def test_revoked_signer_is_refused(stack: Stack) -> None:
-    enclave = Enclave.random()
+    enclave = DevEnclave.random()
     register(stack, enclave)
     request, _ = send_request(stack, plain(b"x"))
     registry = stack.gatekeeper.contract("EnclaveRegistry", stack.registry.address)
@@ -73,7 +73,7 @@ def test_revoked_signer_is_refused(stack: Stack) -> None:
 
 
 def test_expired_signer_is_refused(stack: Stack) -> None:
-    enclave = Enclave.random()
+    enclave = DevEnclave.random()
     register(stack, enclave, ttl=100)
     request, _ = send_request(stack, plain(b"x"), ttl=3600)
     stack.w3.provider.make_request("evm_increaseTime", [200])
@@ -82,25 +82,25 @@ def test_expired_signer_is_refused(stack: Stack) -> None:
 
 
 def test_measurement_not_approved_for_the_job_is_refused(stack: Stack) -> None:
-    enclave = Enclave.random()
+    enclave = DevEnclave.random()
     register(stack, enclave, jobs=())
     request, _ = send_request(stack, plain(b"x"))
     reverts_with(stack, fulfil(stack, enclave, request, b"r"), "UnauthorizedSigner(bytes32,address)")
 
 
 def test_claiming_another_measurement_is_refused(stack: Stack) -> None:
-    enclave = Enclave.random()
+    enclave = DevEnclave.random()
     register(stack, enclave)
     other = keccak256(b"other measurement")
     stack.owner.send(stack.registry.functions.setJobMeasurement(ECHO_JOB, other, True))
     request, _ = send_request(stack, plain(b"x"))
-    liar = Enclave(enclave.key, other)
+    liar = DevEnclave(enclave.key, other)
     reverts_with(stack, fulfil(stack, liar, request, b"r"), "UnauthorizedSigner(bytes32,address)")
 
 
 @pytest.mark.parametrize("field", ["chain", "router"])
 def test_signature_for_another_domain_is_refused(stack: Stack, field: str) -> None:
-    enclave = Enclave.random()
+    enclave = DevEnclave.random()
     register(stack, enclave)
     request, _ = send_request(stack, plain(b"x"))
     if field == "chain":
@@ -111,7 +111,7 @@ def test_signature_for_another_domain_is_refused(stack: Stack, field: str) -> No
 
 
 def test_tampered_result_is_refused(stack: Stack) -> None:
-    enclave = Enclave.random()
+    enclave = DevEnclave.random()
     register(stack, enclave)
     request, _ = send_request(stack, plain(b"x"))
     signed = enclave.sign(request, b"honest", stack.domain)
@@ -122,7 +122,7 @@ def test_tampered_result_is_refused(stack: Stack) -> None:
 
 
 def test_tampered_status_is_refused(stack: Stack) -> None:
-    enclave = Enclave.random()
+    enclave = DevEnclave.random()
     register(stack, enclave)
     request, _ = send_request(stack, plain(b"x"))
     args = list(enclave.sign(request, b"r", stack.domain, Status.JOB_FAILED).call_args(request))
@@ -133,7 +133,7 @@ def test_tampered_status_is_refused(stack: Stack) -> None:
 
 
 def test_altered_request_fields_are_refused(stack: Stack) -> None:
-    enclave = Enclave.random()
+    enclave = DevEnclave.random()
     register(stack, enclave)
     request, _ = send_request(stack, plain(b"x"), fee=100)
     greedy = Request(
@@ -150,7 +150,7 @@ def test_altered_request_fields_are_refused(stack: Stack) -> None:
 
 def test_high_s_signature_is_refused(stack: Stack) -> None:
     """s above n/2 is the malleable twin of a valid signature; the Router refuses it before ecrecover."""
-    enclave = Enclave.random()
+    enclave = DevEnclave.random()
     register(stack, enclave)
     request, _ = send_request(stack, plain(b"x"))
     signed = enclave.sign(request, b"r", stack.domain)
@@ -162,7 +162,7 @@ def test_high_s_signature_is_refused(stack: Stack) -> None:
 
 
 def test_replayed_fulfilment_is_a_cheap_no_op(stack: Stack) -> None:
-    enclave = Enclave.random()
+    enclave = DevEnclave.random()
     register(stack, enclave)
     request, _ = send_request(stack, plain(b"x"), fee=5)
     call = fulfil(stack, enclave, request, b"r")
@@ -176,7 +176,7 @@ def test_replayed_fulfilment_is_a_cheap_no_op(stack: Stack) -> None:
 
 
 def test_fulfilment_after_request_expiry_is_refused(stack: Stack) -> None:
-    enclave = Enclave.random()
+    enclave = DevEnclave.random()
     register(stack, enclave, ttl=100_000)
     request, _ = send_request(stack, plain(b"x"), ttl=60)
     stack.w3.provider.make_request("evm_increaseTime", [120])
@@ -206,7 +206,7 @@ def _deploy_consumer(stack: Stack, name: str):
 
 @pytest.mark.parametrize("name", ["RevertingConsumer", "GasBurningConsumer"])
 def test_failing_callback_never_reverts_the_fulfilment(stack: Stack, name: str) -> None:
-    enclave = Enclave.random()
+    enclave = DevEnclave.random()
     register(stack, enclave)
     consumer = _deploy_consumer(stack, name)
     request, _ = send_request(stack, plain(b"x"), consumer=consumer, gas=150_000, fee=12345)
@@ -222,7 +222,7 @@ def test_failing_callback_never_reverts_the_fulfilment(stack: Stack, name: str) 
 
 
 def test_too_little_gas_for_the_callback_reverts_everything(stack: Stack) -> None:
-    enclave = Enclave.random()
+    enclave = DevEnclave.random()
     register(stack, enclave)
     consumer = _deploy_consumer(stack, "GasBurningConsumer")
     request, _ = send_request(stack, plain(b"x"), consumer=consumer, gas=500_000)
@@ -239,12 +239,12 @@ def test_only_the_router_may_call_back(stack: Stack) -> None:
 
 
 def test_batch_delivers_each_item_independently(stack: Stack) -> None:
-    enclave = Enclave.random()
+    enclave = DevEnclave.random()
     register(stack, enclave)
     good = [send_request(stack, plain(bytes([i])), fee=100)[0] for i in range(3)]
     bad, _ = send_request(stack, plain(b"bad"), fee=100)
     items = [enclave.sign(r, b"ok", stack.domain).call_args(r) for r in good]
-    items.insert(1, Enclave.random().sign(bad, b"forged", stack.domain).call_args(bad))
+    items.insert(1, DevEnclave.random().sign(bad, b"forged", stack.domain).call_args(bad))
     items.append(items[0])  # a duplicate inside the batch is a no-op
     router = router_as(stack, stack.relayer)
     receipt = stack.relayer.send(router.functions.fulfillBatch(items))
@@ -266,7 +266,7 @@ def test_request_bounds(stack: Stack) -> None:
 
 
 def test_error_status_reaches_the_consumer(stack: Stack) -> None:
-    enclave = Enclave.random()
+    enclave = DevEnclave.random()
     register(stack, enclave)
     request, _ = send_request(stack, b"\x07garbage", gas=300_000)
     reason = eth_abi.encode(["string"], ["unknown envelope kind"])
@@ -290,7 +290,7 @@ def test_request_id_is_bound_to_chain_router_requester_nonce(stack: Stack) -> No
 
 def test_sign_digest_is_what_the_router_recovers(stack: Stack) -> None:
     """A fulfilment signed with raw sign_digest (no helper) is accepted: no hidden encoding in the helpers."""
-    enclave = Enclave.random()
+    enclave = DevEnclave.random()
     register(stack, enclave)
     request, _ = send_request(stack, plain(b"x"))
     digest = stack.router.functions.fulfillmentDigest(

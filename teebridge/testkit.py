@@ -1,0 +1,93 @@
+"""Helpers for testing contracts against teebridge without running an enclave.
+
+The Router does not care where a signing key lives, only that the registry lists it. :class:`DevEnclave`
+is a Python-held key you register yourself on a local chain, so a consumer contract's tests (and
+teebridge's own tests and benchmarks) can produce fulfilments exactly as an enclave would.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from web3.contract import Contract
+from web3.logs import DISCARD
+from web3.types import TxReceipt
+
+from relayer.chain import ChainClient
+from verifier.hashing import keccak256
+from verifier.protocol import Domain, Request, Status, fulfillment_for
+from verifier.signed_result import SignedResult
+from verifier.signing import address_of_private_key, sign_digest
+
+DEV_MEASUREMENT = keccak256(b"teebridge dev enclave measurement")
+
+
+@dataclass(frozen=True)
+class DevEnclave:
+    """A secp256k1 key standing in for an enclave signer (local chains and tests only)."""
+
+    key: bytes
+    measurement: bytes = DEV_MEASUREMENT
+
+    @classmethod
+    def random(cls, measurement: bytes = DEV_MEASUREMENT) -> DevEnclave:
+        """A fresh random key."""
+        return cls(os.urandom(32), measurement)
+
+    @classmethod
+    def fixed(cls, seed: int = 1, measurement: bytes = DEV_MEASUREMENT) -> DevEnclave:
+        """A reproducible key derived from ``seed``."""
+        return cls(keccak256(b"teebridge dev enclave %d" % seed), measurement)
+
+    @property
+    def address(self) -> str:
+        """The signer address."""
+        return address_of_private_key(self.key)
+
+    def sign(self, request: Request, result: bytes, domain: Domain, status: int = Status.OK) -> SignedResult:
+        """Sign a fulfilment of ``request`` as an enclave would."""
+        f = fulfillment_for(request, status, result, self.measurement)
+        digest = f.digest(domain)
+        return SignedResult(
+            f.request_id, f.commitment, f.status, result, f.measurement, self.address, sign_digest(self.key, digest)
+        )
+
+
+def register_dev_enclave(
+    owner: ChainClient,
+    gatekeeper: ChainClient,
+    registry_address: str,
+    enclave: DevEnclave,
+    jobs: tuple[bytes, ...],
+    *,
+    simulated: bool = True,
+    ttl: int = 3600,
+    hpke_public_key: bytes = b"\x01" * 32,
+) -> None:
+    """Register ``enclave`` (as the gatekeeper) and approve its measurement for ``jobs`` (as the owner)."""
+    registry = gatekeeper.contract("EnclaveRegistry", registry_address)
+    now = gatekeeper.w3.eth.get_block("latest")["timestamp"]
+    gatekeeper.send(
+        registry.functions.registerSigner(enclave.address, enclave.measurement, now + ttl, simulated, hpke_public_key)
+    )
+    owned = owner.contract("EnclaveRegistry", registry_address)
+    for job in jobs:
+        owner.send(owned.functions.setJobMeasurement(job, enclave.measurement, True))
+
+
+def requested_in(router: Contract, receipt: TxReceipt) -> tuple[Request, bytes]:
+    """The committed fields and the raw input of the one request a transaction made."""
+    (event,) = router.events.Requested().process_receipt(receipt, errors=DISCARD)
+    args = event["args"]
+    raw_input = bytes(args["input"])
+    request = Request.from_input(
+        request_id=bytes(args["requestId"]),
+        requester=args["requester"],
+        job_id=bytes(args["jobId"]),
+        input=raw_input,
+        callback_gas_limit=args["callbackGasLimit"],
+        fee=args["fee"],
+        expiry=args["expiry"],
+    )
+    return request, raw_input
