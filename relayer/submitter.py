@@ -145,7 +145,13 @@ class Submitter:
 
     def reconcile(self) -> None:
         """Settle every transaction this relayer signed whose outcome is not recorded yet."""
-        for tx in self.store.open_transactions():
+        open_txs = self.store.open_transactions()
+        if not open_txs:
+            return
+        # Read the account nonce *before* the receipts: a transaction mined in between then shows up as a
+        # receipt, never as "nonce used but no receipt", which is what a dropped transaction looks like.
+        mined_nonce = self.w3.eth.get_transaction_count(self.chain.address, "latest")
+        for tx in open_txs:
             try:
                 receipt = self.w3.eth.get_transaction_receipt(tx.tx_hash)
             except TransactionNotFound:
@@ -153,7 +159,7 @@ class Submitter:
             if receipt is not None:
                 self._apply_receipt(tx, receipt)
                 continue
-            if self.w3.eth.get_transaction_count(self.chain.address, "latest") > tx.nonce:
+            if mined_nonce > tx.nonce:
                 # Its nonce was consumed by another transaction: this one can never be mined.
                 self.store.close_transaction(tx.tx_hash, TX_DROPPED, requeue=tx.request_ids)
                 log.warning("transaction %s was dropped; its requests go back to the queue", tx.tx_hash)

@@ -137,13 +137,13 @@ def _fulfilled_ids(user: User, from_block: int) -> list[bytes]:
     return [bytes(e["args"]["requestId"]) for e in user.router.events.Fulfilled().get_logs(from_block=from_block)]
 
 
-def _wait_until(predicate, timeout: float) -> None:
+def _wait_until(predicate, timeout: float, why=lambda: "") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(0.1)
-    raise AssertionError("condition not met in time")
+    raise AssertionError(f"condition not met in {timeout}s {why()}")
 
 
 def test_relayer_killed_mid_way_delivers_everything_exactly_once(tmp_path) -> None:
@@ -176,6 +176,6 @@ def test_relayer_killed_mid_way_delivers_everything_exactly_once(tmp_path) -> No
         assert sorted(fulfilled) == sorted(sent), "every request delivered exactly once"
         assert not user.router.events.FulfillmentSkipped().get_logs(from_block=start), "nothing submitted twice"
         store = Store(tmp_path / "relayer.sqlite")
-        _wait_until(lambda: store.counts().get("delivered") == len(sent), timeout=30)
+        _wait_until(lambda: store.counts() == {"delivered": len(sent)}, timeout=30, why=store.counts)
         stack.relayer.stop()
         assert all(store.transactions_for(r) == 1 for r in sent), "one signed transaction per request, ever"

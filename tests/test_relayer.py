@@ -9,10 +9,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from web3.exceptions import TransactionNotFound
 
 from relayer.chain import ChainClient
 from relayer.service import Relayer, RelayerConfig
-from relayer.store import DELIVERED, EXPIRED, PENDING, Store
+from relayer.store import DELIVERED, EXPIRED, PENDING, SUBMITTED, Store
 from teebridge.anvil import free_port
 from teebridge.client import send_via_consumer
 from teebridge.stack import RELAYER_KEY, USER_KEY, LocalStack
@@ -146,3 +147,33 @@ def test_database_is_bound_to_one_router(local: LocalStack, tmp_path: Path) -> N
     store.close()
     with pytest.raises(RuntimeError, match="belongs to"):
         relayer_for(local, tmp_path / "r.sqlite")
+
+
+def test_transaction_mined_during_reconcile_is_not_taken_for_dropped(local: LocalStack, tmp_path: Path) -> None:
+    """The receipt lookup misses, then the block is mined: the relayer must not requeue a mined transaction."""
+    request_id = request_echo(local, b"race")
+    relayer = relayer_for(local, tmp_path / "r.sqlite")
+    w3 = relayer.chain.w3
+    w3.provider.make_request("evm_setAutomine", [False])
+    try:
+        relayer.tick()  # executed and submitted; the transaction waits in the mempool
+        stored = relayer.store.get(request_id)
+        assert stored is not None and stored.state == SUBMITTED
+        real_lookup = w3.eth.get_transaction_receipt
+        calls = []
+
+        def lookup_then_mine(tx_hash):
+            calls.append(tx_hash)
+            w3.provider.make_request("evm_mine", [])
+            raise TransactionNotFound("not yet")
+
+        w3.eth.get_transaction_receipt = lookup_then_mine
+        relayer.submitter.reconcile()
+        w3.eth.get_transaction_receipt = real_lookup
+        assert calls, "the race was exercised"
+        assert relayer.store.get(request_id).state == SUBMITTED, "a mined transaction was taken for dropped"
+        relayer.submitter.reconcile()
+        assert relayer.store.get(request_id).state == DELIVERED
+    finally:
+        w3.provider.make_request("evm_setAutomine", [True])
+        relayer.close()
