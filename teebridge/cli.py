@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", help="start the local stack and keep it running until Ctrl-C")
     up.add_argument("--port", type=int, default=8545, help="anvil's RPC port (default 8545; 0 picks one)")
     up.add_argument("--workdir", type=Path, default=STATE_DIR, help="where logs, keys and state go")
+    up.add_argument("--record", type=Path, default=None, help="deployment record (default deployments/localhost.json)")
 
     req = sub.add_parser("request", help="send a request to a running stack and wait for the answer")
     req.add_argument("job", help="job as name@version, e.g. confidential.credit-score@1")
@@ -120,7 +121,7 @@ def _up(args: argparse.Namespace) -> int:
     stack = LocalStack(
         workdir=args.workdir.resolve(),
         anvil_port=args.port,
-        write_deployment=DEPLOYMENTS_DIR / "localhost.json",
+        write_deployment=args.record or DEPLOYMENTS_DIR / "localhost.json",
         progress=lambda m: print(f"  - {m}"),
     )
     with stack:

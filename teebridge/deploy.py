@@ -26,6 +26,7 @@ class Deployment:
     gatekeeper: str
     deploy_block: int
     max_callback_gas_limit: int
+    governance_delay: int = 0
 
     def to_json(self) -> str:
         """The record as written to ``deployments/<network>.json``."""
@@ -51,9 +52,14 @@ def deploy_all(
     network: str = "localhost",
     allow_simulated: bool = False,
     max_callback_gas_limit: int = DEFAULT_MAX_CALLBACK_GAS,
+    governance_delay: int = 0,
 ) -> Deployment:
-    """Deploy registry, router and the example consumer from ``owner``'s account."""
-    registry, receipt = owner.deploy("EnclaveRegistry", owner.address, gatekeeper)
+    """Deploy registry, router and the example consumer from ``owner``'s account.
+
+    ``governance_delay`` is how long a proposed measurement approval stays public before it can be
+    activated: 0 suits a local chain; a production network wants days.
+    """
+    registry, receipt = owner.deploy("EnclaveRegistry", owner.address, gatekeeper, governance_delay)
     router, _ = owner.deploy("Router", registry.address, max_callback_gas_limit)
     consumer, _ = owner.deploy("ExampleConsumer", router.address)
     if allow_simulated:
@@ -68,4 +74,5 @@ def deploy_all(
         gatekeeper=gatekeeper,
         deploy_block=receipt["blockNumber"],
         max_callback_gas_limit=max_callback_gas_limit,
+        governance_delay=governance_delay,
     )

@@ -29,9 +29,29 @@ def register_enclave(
     return registration
 
 
-def approve_jobs(owner: ChainClient, registry_address: str, measurement: bytes, job_ids: Iterable[bytes]) -> None:
-    """Approve ``measurement`` for each job (registry owner only)."""
+def approve_jobs(
+    owner: ChainClient, registry_address: str, measurement: bytes, job_ids: Iterable[bytes], *, version: int = 1
+) -> list[bytes]:
+    """Propose ``measurement`` (image ``version``) for each job and activate what the delay allows.
+
+    Returns the jobs still waiting for the registry's governance delay; activate them later with
+    :func:`activate_jobs` (anyone may).
+    """
     registry = owner.contract("EnclaveRegistry", registry_address)
+    waiting = []
     for job in job_ids:
-        if not registry.functions.isApproved(job, measurement).call():
-            owner.send(registry.functions.setJobMeasurement(job, measurement, True))
+        if registry.functions.isApproved(job, measurement).call():
+            continue
+        owner.send(registry.functions.proposeJobMeasurement(job, measurement, version))
+        if registry.functions.governanceDelay().call() == 0:
+            owner.send(registry.functions.activateJobMeasurement(job, measurement))
+        else:
+            waiting.append(job)
+    return waiting
+
+
+def activate_jobs(client: ChainClient, registry_address: str, measurement: bytes, job_ids: Iterable[bytes]) -> None:
+    """Activate proposals whose governance delay has passed."""
+    registry = client.contract("EnclaveRegistry", registry_address)
+    for job in job_ids:
+        client.send(registry.functions.activateJobMeasurement(job, measurement))

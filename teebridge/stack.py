@@ -83,11 +83,13 @@ class LocalStack:
         ).start()
         self.coprocessor_url = self.coprocessor.wait_for_url()
 
+        self.progress("owner: approving the coprocessor's measurement for its jobs")
+        measurement = code_measurement()  # computed here from the source we ship, never taken from the enclave
+        jobs = [from_hex(j) for j in _list_jobs(self.coprocessor_url)]
+        approve_jobs(owner, self.deployment.registry, measurement, jobs)
         self.progress("gatekeeper: verifying the coprocessor's attestation and registering its signer")
-        allowlist = Allowlist(frozenset({code_measurement()}), allow_simulated=True)
+        allowlist = Allowlist(frozenset({measurement}), allow_simulated=True)
         self.registration = register_enclave(gatekeeper, self.deployment.registry, self.coprocessor_url, allowlist)
-        jobs = _list_jobs(self.coprocessor_url)
-        approve_jobs(owner, self.deployment.registry, self.registration.measurement, [from_hex(j) for j in jobs])
 
         if self.with_relayer:
             self.progress("starting relayer")

@@ -65,15 +65,20 @@ def register_dev_enclave(
     ttl: int = 3600,
     hpke_public_key: bytes = b"\x01" * 32,
 ) -> None:
-    """Register ``enclave`` (as the gatekeeper) and approve its measurement for ``jobs`` (as the owner)."""
+    """Approve ``enclave``'s measurement for ``jobs`` (as the owner) and register it (as the gatekeeper).
+
+    Needs a registry deployed with no governance delay (as on a local chain).
+    """
+    from teebridge.registration import approve_jobs
+
+    waiting = approve_jobs(owner, registry_address, enclave.measurement, jobs)
+    if waiting:
+        raise RuntimeError("this registry has a governance delay: approvals cannot be activated at once")
     registry = gatekeeper.contract("EnclaveRegistry", registry_address)
     now = gatekeeper.w3.eth.get_block("latest")["timestamp"]
     gatekeeper.send(
         registry.functions.registerSigner(enclave.address, enclave.measurement, now + ttl, simulated, hpke_public_key)
     )
-    owned = owner.contract("EnclaveRegistry", registry_address)
-    for job in jobs:
-        owner.send(owned.functions.setJobMeasurement(job, enclave.measurement, True))
 
 
 def requested_in(router: Contract, receipt: TxReceipt) -> tuple[Request, bytes]:

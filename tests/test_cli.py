@@ -30,8 +30,9 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_up_request_status_and_ctrl_c(tmp_path: Path) -> None:
     workdir = tmp_path / "stack"
+    record = tmp_path / "localhost.json"
     up = subprocess.Popen(
-        [*TEEBRIDGE, "up", "--port", "0", "--workdir", str(workdir)],
+        [*TEEBRIDGE, "up", "--port", "0", "--workdir", str(workdir), "--record", str(record)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -64,6 +65,7 @@ def test_up_request_status_and_ctrl_c(tmp_path: Path) -> None:
         out, _ = up.communicate(timeout=30)
     assert up.returncode == 0, out
     assert "RPC URL" in out and "Router" in out and "Funded test accounts" in out
+    assert json.loads(record.read_text())["router"] == state["deployment"]["router"]
     # Everything it started is gone.
     for url in (state["rpcUrl"], state["coprocessorUrl"]):
         try:

@@ -128,7 +128,8 @@ def test_unknown_job_ends_as_signed_error(local: LocalStack) -> None:
     job = job_id("no.such.job", 1)
     local_owner = ChainClient(local.anvil.rpc_url, "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")
     registry = local_owner.contract("EnclaveRegistry", user.d.registry)
-    local_owner.send(registry.functions.setJobMeasurement(job, local.registration.measurement, True))
+    local_owner.send(registry.functions.proposeJobMeasurement(job, local.registration.measurement, 1))
+    local_owner.send(registry.functions.activateJobMeasurement(job, local.registration.measurement))
     _, answer = user.ask(job, plain(b""))
     assert answer.status == Status.UNKNOWN_JOB
 

@@ -6,6 +6,7 @@ from relayer.chain import ChainClient
 from teebridge.anvil import DEV_KEYS, Anvil
 from teebridge.deploy import deploy_all
 from tests.helpers import ECHO_JOB, MEASUREMENT, DevEnclave, Stack, assert_reverts_with, register
+from verifier.hashing import keccak256
 
 
 def test_only_the_gatekeeper_registers(stack: Stack) -> None:
@@ -21,7 +22,9 @@ def test_only_the_gatekeeper_registers(stack: Stack) -> None:
 def test_only_the_owner_sets_policy(stack: Stack) -> None:
     as_gatekeeper = stack.gatekeeper.contract("EnclaveRegistry", stack.registry.address)
     gk = stack.gatekeeper.address
-    assert_reverts_with(as_gatekeeper.functions.setJobMeasurement(ECHO_JOB, MEASUREMENT, True), gk, "NotOwner()")
+    assert_reverts_with(as_gatekeeper.functions.proposeJobMeasurement(ECHO_JOB, MEASUREMENT, 1), gk, "NotOwner()")
+    assert_reverts_with(as_gatekeeper.functions.withdrawJobMeasurement(ECHO_JOB, MEASUREMENT), gk, "NotOwner()")
+    assert_reverts_with(as_gatekeeper.functions.raiseMinimumVersion(2), gk, "NotOwner()")
     assert_reverts_with(as_gatekeeper.functions.setSimulatedAttestationsAllowed(True), gk, "NotOwner()")
 
 
@@ -73,3 +76,97 @@ def test_signer_info_exposes_the_hpke_key(stack: Stack) -> None:
     measurement, expiry, revoked, simulated, hpke = stack.registry.functions.signerInfo(enclave.address).call()
     assert (measurement, revoked, simulated, hpke) == (MEASUREMENT, False, True, b"\x01" * 32)
     assert expiry > stack.w3.eth.get_block("latest")["timestamp"]
+
+
+# ---------------------------------------------------------------- governance: delay, versions, emergencies
+
+DELAY = 3600
+
+
+def governed(anvil: Anvil) -> tuple[ChainClient, ChainClient, object]:
+    owner = ChainClient(anvil.rpc_url, DEV_KEYS[0])
+    gatekeeper = ChainClient(anvil.rpc_url, DEV_KEYS[1])
+    deployment = deploy_all(owner, gatekeeper.address, allow_simulated=True, governance_delay=DELAY)
+    return owner, gatekeeper, owner.contract("EnclaveRegistry", deployment.registry)
+
+
+def advance(client: ChainClient, seconds: int) -> None:
+    client.w3.provider.make_request("evm_increaseTime", [seconds])
+    client.w3.provider.make_request("evm_mine", [])
+
+
+def test_an_approval_waits_out_the_governance_delay(anvil: Anvil) -> None:
+    owner, gatekeeper, registry = governed(anvil)
+    receipt = owner.send(registry.functions.proposeJobMeasurement(ECHO_JOB, MEASUREMENT, 1))
+    (event,) = registry.events.JobMeasurementProposed().process_receipt(receipt)
+    assert event["args"]["eta"] == owner.w3.eth.get_block(receipt["blockNumber"])["timestamp"] + DELAY
+    assert_reverts_with(
+        registry.functions.activateJobMeasurement(ECHO_JOB, MEASUREMENT), gatekeeper.address, "ProposalNotReady(uint64)"
+    )
+    advance(owner, DELAY)
+    anyone = gatekeeper.contract("EnclaveRegistry", registry.address)
+    gatekeeper.send(anyone.functions.activateJobMeasurement(ECHO_JOB, MEASUREMENT))
+    assert registry.functions.isApproved(ECHO_JOB, MEASUREMENT).call()
+    assert registry.functions.measurementVersion(MEASUREMENT).call() == 1
+
+
+def test_a_cancelled_proposal_cannot_be_activated(anvil: Anvil) -> None:
+    owner, _gatekeeper, registry = governed(anvil)
+    owner.send(registry.functions.proposeJobMeasurement(ECHO_JOB, MEASUREMENT, 1))
+    owner.send(registry.functions.cancelJobMeasurementProposal(ECHO_JOB, MEASUREMENT))
+    advance(owner, DELAY)
+    assert_reverts_with(
+        registry.functions.activateJobMeasurement(ECHO_JOB, MEASUREMENT), owner.address, "NoProposal(bytes32,bytes32)"
+    )
+
+
+def test_a_measurement_never_approved_cannot_register(stack: Stack) -> None:
+    registry = stack.gatekeeper.contract("EnclaveRegistry", stack.registry.address)
+    now = stack.w3.eth.get_block("latest")["timestamp"]
+    assert_reverts_with(
+        registry.functions.registerSigner(stack.user.address, MEASUREMENT, now + 100, True, b""),
+        stack.gatekeeper.address,
+        "UnknownMeasurement(bytes32)",
+    )
+
+
+def test_a_measurements_version_is_fixed(stack: Stack) -> None:
+    register(stack, DevEnclave.random())  # approves MEASUREMENT as version 1
+    assert_reverts_with(
+        stack.registry.functions.proposeJobMeasurement(ECHO_JOB, MEASUREMENT, 2),
+        stack.owner.address,
+        "VersionMismatch(bytes32,uint64,uint64)",
+    )
+
+
+def test_a_rolled_back_image_cannot_register_again(stack: Stack) -> None:
+    old = DevEnclave.random()
+    register(stack, old)  # version 1
+    new = DevEnclave.random(keccak256(b"image v2"))
+    stack.owner.send(stack.registry.functions.proposeJobMeasurement(ECHO_JOB, new.measurement, 2))
+    stack.owner.send(stack.registry.functions.activateJobMeasurement(ECHO_JOB, new.measurement))
+    receipt = stack.owner.send(stack.registry.functions.raiseMinimumVersion(2))
+    assert stack.registry.events.MinimumVersionRaised().process_receipt(receipt)[0]["args"]["minimum"] == 2
+    registry = stack.gatekeeper.contract("EnclaveRegistry", stack.registry.address)
+    now = stack.w3.eth.get_block("latest")["timestamp"]
+    assert_reverts_with(
+        registry.functions.registerSigner(DevEnclave.random().address, MEASUREMENT, now + 100, True, b""),
+        stack.gatekeeper.address,
+        "VersionBelowMinimum(uint64,uint64)",
+    )
+    assert_reverts_with(
+        stack.registry.functions.proposeJobMeasurement(ECHO_JOB, keccak256(b"v1 again"), 1),
+        stack.owner.address,
+        "VersionBelowMinimum(uint64,uint64)",
+    )
+    assert_reverts_with(
+        stack.registry.functions.raiseMinimumVersion(2), stack.owner.address, "MinimumVersionNotRaised(uint64,uint64)"
+    )
+
+
+def test_withdrawing_an_approval_is_immediate(stack: Stack) -> None:
+    enclave = DevEnclave.random()
+    register(stack, enclave)
+    assert stack.registry.functions.isAuthorized(enclave.address, ECHO_JOB, MEASUREMENT).call()
+    stack.owner.send(stack.registry.functions.withdrawJobMeasurement(ECHO_JOB, MEASUREMENT))
+    assert not stack.registry.functions.isAuthorized(enclave.address, ECHO_JOB, MEASUREMENT).call()

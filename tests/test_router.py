@@ -6,6 +6,7 @@ import eth_abi
 import pytest
 
 from relayer.chain import TransactionFailedError
+from teebridge.registration import approve_jobs
 from tests.helpers import ECHO_JOB, DevEnclave, Stack, assert_reverts_with, register, router_as, send_request
 from verifier.envelope import plain
 from verifier.hashing import keccak256
@@ -83,7 +84,7 @@ def test_expired_signer_is_refused(stack: Stack) -> None:
 
 def test_measurement_not_approved_for_the_job_is_refused(stack: Stack) -> None:
     enclave = DevEnclave.random()
-    register(stack, enclave, jobs=())
+    register(stack, enclave, jobs=(keccak256(b"some other job@1"),))
     request, _ = send_request(stack, plain(b"x"))
     reverts_with(stack, fulfil(stack, enclave, request, b"r"), "UnauthorizedSigner(bytes32,address)")
 
@@ -92,7 +93,7 @@ def test_claiming_another_measurement_is_refused(stack: Stack) -> None:
     enclave = DevEnclave.random()
     register(stack, enclave)
     other = keccak256(b"other measurement")
-    stack.owner.send(stack.registry.functions.setJobMeasurement(ECHO_JOB, other, True))
+    approve_jobs(stack.owner, stack.registry.address, other, [ECHO_JOB])
     request, _ = send_request(stack, plain(b"x"))
     liar = DevEnclave(enclave.key, other)
     reverts_with(stack, fulfil(stack, liar, request, b"r"), "UnauthorizedSigner(bytes32,address)")

@@ -8,6 +8,10 @@ import {IEnclaveRegistry} from "./interfaces/IEnclaveRegistry.sol";
 ///         which measurement each one runs, and which measurements are approved for which job.
 /// @dev Registration is done by a gatekeeper that verified the enclave's attestation off-chain
 ///      (see docs/protocol.md, "Registration"). Every state change emits an event.
+///      Governance: approving a measurement for a job is proposed, public for `governanceDelay` seconds,
+///      then activated by anyone. Restrictive changes (withdrawing an approval, revoking a signer, raising
+///      the minimum version) take effect at once. Each measurement carries a version fixed when it is
+///      first proposed; raising `minimumVersion` stops every older image from registering again.
 contract EnclaveRegistry is IEnclaveRegistry {
     /// @notice The only chain id on which simulated (insecure, local-only) attestations can be enabled.
     uint256 public constant LOCAL_CHAIN_ID = 31337;
@@ -19,6 +23,14 @@ contract EnclaveRegistry is IEnclaveRegistry {
         bool simulated;
     }
 
+    struct Proposal {
+        uint64 version;
+        uint64 eta;
+    }
+
+    /// @notice Seconds between proposing a measurement for a job and being able to activate it.
+    uint64 public immutable governanceDelay;
+
     /// @notice The account that may change policy: gatekeeper, job approvals, the simulated flag.
     address public owner;
     /// @notice The account proposed by the owner, which must accept before it becomes owner.
@@ -27,6 +39,12 @@ contract EnclaveRegistry is IEnclaveRegistry {
     address public gatekeeper;
     /// @notice Whether signers registered from a simulated attestation are accepted (local chain only).
     bool public simulatedAttestationsAllowed;
+    /// @notice Images whose measurement version is below this may not register signers.
+    uint64 public minimumVersion;
+    /// @notice The version of each known measurement (0 = never proposed); fixed once set.
+    mapping(bytes32 measurement => uint64 version) public measurementVersion;
+    /// @notice Pending approvals: job => measurement => (version, earliest activation time).
+    mapping(bytes32 jobId => mapping(bytes32 measurement => Proposal)) public proposals;
 
     mapping(address signer => Signer) private _signers;
     mapping(address signer => bytes) private _hpkePublicKeys;
@@ -41,12 +59,22 @@ contract EnclaveRegistry is IEnclaveRegistry {
     error SimulatedAttestationsOnlyOnLocalChain(uint256 chainId);
     error ExpiryInPast(uint64 expiry);
     error UnknownSigner(address signer);
+    error InvalidVersion();
+    error VersionBelowMinimum(uint64 version, uint64 minimum);
+    error VersionMismatch(bytes32 measurement, uint64 known, uint64 proposed);
+    error NoProposal(bytes32 jobId, bytes32 measurement);
+    error ProposalNotReady(uint64 eta);
+    error UnknownMeasurement(bytes32 measurement);
+    error MinimumVersionNotRaised(uint64 current, uint64 proposed);
 
     event OwnershipTransferStarted(address indexed previousOwner, address indexed newOwner);
     event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
     event GatekeeperSet(address indexed previousGatekeeper, address indexed newGatekeeper);
     event SimulatedAttestationsAllowedSet(bool allowed);
+    event JobMeasurementProposed(bytes32 indexed jobId, bytes32 indexed measurement, uint64 version, uint64 eta);
+    event JobMeasurementProposalCancelled(bytes32 indexed jobId, bytes32 indexed measurement);
     event JobMeasurementSet(bytes32 indexed jobId, bytes32 indexed measurement, bool approved);
+    event MinimumVersionRaised(uint64 previous, uint64 minimum);
     event SignerRegistered(
         address indexed signer, bytes32 indexed measurement, uint64 expiry, bool simulated, bytes hpkePublicKey
     );
@@ -59,8 +87,10 @@ contract EnclaveRegistry is IEnclaveRegistry {
 
     /// @param initialOwner The policy owner.
     /// @param initialGatekeeper The account allowed to register signers.
-    constructor(address initialOwner, address initialGatekeeper) {
+    /// @param governanceDelay_ Seconds a proposed approval waits before it can be activated.
+    constructor(address initialOwner, address initialGatekeeper, uint64 governanceDelay_) {
         if (initialOwner == address(0) || initialGatekeeper == address(0)) revert ZeroAddress();
+        governanceDelay = governanceDelay_;
         owner = initialOwner;
         gatekeeper = initialGatekeeper;
         emit OwnershipTransferred(address(0), initialOwner);
@@ -101,19 +131,67 @@ contract EnclaveRegistry is IEnclaveRegistry {
         emit SimulatedAttestationsAllowedSet(allowed);
     }
 
-    /// @notice Approve or withdraw a measurement for a job.
+    /// @notice Propose approving `measurement` (an image of version `version`) for `jobId`.
+    /// @dev Takes effect only through {activateJobMeasurement}, `governanceDelay` seconds later, so everyone
+    ///      sees it coming. A measurement's version is fixed by its first proposal.
     /// @param jobId keccak256("name@version") of the job.
     /// @param measurement The enclave measurement (see docs/protocol.md).
-    /// @param approved Whether signers running `measurement` may answer `jobId`.
-    function setJobMeasurement(bytes32 jobId, bytes32 measurement, bool approved) external onlyOwner {
-        _approved[jobId][measurement] = approved;
-        emit JobMeasurementSet(jobId, measurement, approved);
+    /// @param version The image version; at least `minimumVersion`.
+    function proposeJobMeasurement(bytes32 jobId, bytes32 measurement, uint64 version) external onlyOwner {
+        if (version == 0) revert InvalidVersion();
+        if (version < minimumVersion) revert VersionBelowMinimum(version, minimumVersion);
+        uint64 known = measurementVersion[measurement];
+        if (known != 0 && known != version) revert VersionMismatch(measurement, known, version);
+        uint64 eta = uint64(block.timestamp) + governanceDelay;
+        proposals[jobId][measurement] = Proposal({version: version, eta: eta});
+        emit JobMeasurementProposed(jobId, measurement, version, eta);
+    }
+
+    /// @notice Drop a pending proposal before it is activated.
+    /// @param jobId The job.
+    /// @param measurement The measurement.
+    function cancelJobMeasurementProposal(bytes32 jobId, bytes32 measurement) external onlyOwner {
+        if (proposals[jobId][measurement].eta == 0) revert NoProposal(jobId, measurement);
+        delete proposals[jobId][measurement];
+        emit JobMeasurementProposalCancelled(jobId, measurement);
+    }
+
+    /// @notice Activate a proposal whose delay has passed. Anyone may call it.
+    /// @param jobId The job.
+    /// @param measurement The measurement.
+    function activateJobMeasurement(bytes32 jobId, bytes32 measurement) external {
+        Proposal memory p = proposals[jobId][measurement];
+        if (p.eta == 0) revert NoProposal(jobId, measurement);
+        if (block.timestamp < p.eta) revert ProposalNotReady(p.eta);
+        if (p.version < minimumVersion) revert VersionBelowMinimum(p.version, minimumVersion);
+        delete proposals[jobId][measurement];
+        measurementVersion[measurement] = p.version;
+        _approved[jobId][measurement] = true;
+        emit JobMeasurementSet(jobId, measurement, true);
+    }
+
+    /// @notice Withdraw a measurement's approval for a job, at once (an emergency or a retirement).
+    /// @param jobId The job.
+    /// @param measurement The measurement.
+    function withdrawJobMeasurement(bytes32 jobId, bytes32 measurement) external onlyOwner {
+        _approved[jobId][measurement] = false;
+        emit JobMeasurementSet(jobId, measurement, false);
+    }
+
+    /// @notice Refuse registration to every image older than `version`, at once. Only ever increases.
+    /// @param version The new minimum image version.
+    function raiseMinimumVersion(uint64 version) external onlyOwner {
+        if (version <= minimumVersion) revert MinimumVersionNotRaised(minimumVersion, version);
+        emit MinimumVersionRaised(minimumVersion, version);
+        minimumVersion = version;
     }
 
     // ------------------------------------------------------------------ signers
 
-    /// @notice Register (or re-register) an attested enclave signing key.
+    /// @notice Register (or re-register, to renew) an attested enclave signing key.
     /// @dev Called by the gatekeeper after it verified the enclave's quote and its report-data binding.
+    ///      The measurement must have been approved for some job (so its version is known) and its
+    ///      version must not be below `minimumVersion`: a rolled-back image cannot register.
     /// @param signer The enclave's secp256k1 address.
     /// @param measurement The measurement the attestation proved.
     /// @param expiry Unix time after which the registration is no longer valid.
@@ -130,6 +208,9 @@ contract EnclaveRegistry is IEnclaveRegistry {
         if (signer == address(0)) revert ZeroAddress();
         if (expiry <= block.timestamp) revert ExpiryInPast(expiry);
         if (simulated && !simulatedAttestationsAllowed) revert SimulatedAttestationsNotAllowed();
+        uint64 version = measurementVersion[measurement];
+        if (version == 0) revert UnknownMeasurement(measurement);
+        if (version < minimumVersion) revert VersionBelowMinimum(version, minimumVersion);
         _signers[signer] = Signer({measurement: measurement, expiry: expiry, revoked: false, simulated: simulated});
         _hpkePublicKeys[signer] = hpkePublicKey;
         emit SignerRegistered(signer, measurement, expiry, simulated, hpkePublicKey);
