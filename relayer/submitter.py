@@ -37,7 +37,6 @@ log = logging.getLogger("teebridge.relayer.submitter")
 
 SKIP_NOT_PENDING = 1
 SKIP_REASONS = {1: "not pending", 2: "commitment mismatch", 3: "expired", 4: "bad signature", 5: "unauthorized signer"}
-MAX_SUBMIT_ATTEMPTS = 5
 #: Fault injection for crash tests: "crash-before-broadcast" exits right after a transaction is persisted.
 FAULT_ENV = "TEEBRIDGE_RELAYER_FAULT"
 FAULT_EXIT_CODE = 86
@@ -51,6 +50,7 @@ class SubmitPolicy:
     gas_margin: float = 1.2
     gas_extra: int = 20_000
     retry_delay: float = 2.0
+    max_retry_delay: float = 60.0
 
 
 class Submitter:
@@ -107,13 +107,12 @@ class Submitter:
         return self.router.functions.fulfillBatch(args)
 
     def _simulation_failed(self, stored: StoredRequest, exc: Exception) -> None:
+        # Keep trying until the request expires: the cause may pass (a signer being renewed, an approval
+        # being activated); the expire stage closes it when its time is up.
         reason = f"simulation reverted: {describe_revert(exc)}"
-        if stored.attempts + 1 >= MAX_SUBMIT_ATTEMPTS:
-            self.store.mark_final(stored.request_id, FAILED, reason)
-            log.error("request %s failed after %d attempts: %s", stored.request_id.hex(), stored.attempts + 1, reason)
-        else:
-            self.store.mark_retry(stored.request_id, reason, self.policy.retry_delay * (2**stored.attempts))
-            log.warning("request %s: %s (will retry)", stored.request_id.hex(), reason)
+        delay = min(self.policy.max_retry_delay, self.policy.retry_delay * (2 ** min(stored.attempts, 10)))
+        self.store.mark_retry(stored.request_id, reason, delay)
+        log.warning("request %s: %s (retry in %.0fs)", stored.request_id.hex(), reason, delay)
 
     def _send(self, batch: list[tuple[StoredRequest, SignedResult]], call, gas: int) -> int:
         nonce = max(self.store.next_nonce() or 0, self.w3.eth.get_transaction_count(self.chain.address, "pending"))

@@ -44,14 +44,18 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("coprocessor", help="run a coprocessor (arguments as for `python -m coprocessor`)", add_help=False)
     sub.add_parser("relayer", help="run a relayer (arguments as for `python -m relayer`)", add_help=False)
 
-    gk = sub.add_parser("gatekeeper", help="verify a coprocessor's attestation and register its signer")
+    gk = sub.add_parser("gatekeeper", help="verify coprocessors' attestations; register, renew and revoke signers")
     gk_sub = gk.add_subparsers(dest="action", required=True)
-    reg = gk_sub.add_parser("register", help="key in TEEBRIDGE_GATEKEEPER_KEY")
-    reg.add_argument("--rpc-url", required=True)
-    reg.add_argument("--deployment", type=Path, required=True, help="deployments/<network>.json")
-    reg.add_argument("--coprocessor", required=True, help="coprocessor base URL")
-    reg.add_argument("--measurement", action="append", default=[], help="allowed measurement (hex); repeatable")
-    reg.add_argument("--allow-simulated", action="store_true", help="accept simulated attestation (chain 31337 only)")
+    for action, text in (("register", "check each coprocessor once"), ("run", "check them on a schedule")):
+        p = gk_sub.add_parser(action, help=f"{text}; key in TEEBRIDGE_GATEKEEPER_KEY")
+        p.add_argument("--rpc-url", required=True)
+        p.add_argument("--deployment", type=Path, required=True, help="deployments/<network>.json")
+        p.add_argument("--coprocessor", action="append", required=True, help="coprocessor base URL; repeatable")
+        p.add_argument("--measurement", action="append", default=[], help="allowed measurement (hex); repeatable")
+        p.add_argument("--allow-simulated", action="store_true", help="accept simulated attestation (31337 only)")
+        p.add_argument("--validity", type=int, default=7 * 24 * 3600, help="seconds a registration lasts")
+        p.add_argument("--renew-margin", type=int, default=24 * 3600, help="renew when this close to expiry")
+        p.add_argument("--interval", type=float, default=300.0, help="seconds between checks (run)")
 
     deploy = sub.add_parser("deploy", help="deploy the contracts; deployer key in TEEBRIDGE_DEPLOYER_KEY")
     deploy.add_argument("--rpc-url", required=True)
@@ -239,23 +243,40 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _gatekeeper(args: argparse.Namespace) -> int:
+    import logging
+
     from relayer.chain import ChainClient
     from teebridge.deploy import Deployment
-    from teebridge.registration import register_enclave
-    from verifier.gatekeeper import Allowlist
+    from teebridge.gatekeeper_service import GatekeeperService, Outcome
+    from verifier.gatekeeper import Allowlist, simulated_evaluator
     from verifier.hexutil import from_hex
 
     key = os.environ.get("TEEBRIDGE_GATEKEEPER_KEY")
     if not key:
         raise RuntimeError("set TEEBRIDGE_GATEKEEPER_KEY to the gatekeeper account's private key")
     deployment = Deployment.load(args.deployment)
-    allowlist = Allowlist(frozenset(from_hex(m, 32) for m in args.measurement), allow_simulated=args.allow_simulated)
-    registration = register_enclave(ChainClient(args.rpc_url, key), deployment.registry, args.coprocessor, allowlist)
-    print(
-        f"registered {registration.signer} (measurement 0x{registration.measurement.hex()}, "
-        f"expires {registration.expiry})"
+    allowlist = Allowlist(
+        frozenset(from_hex(m, 32) for m in args.measurement),
+        allow_simulated=args.allow_simulated,
+        validity_seconds=args.validity,
     )
-    return 0
+    service = GatekeeperService(
+        ChainClient(args.rpc_url, key),
+        deployment.registry,
+        args.coprocessor,
+        simulated_evaluator(allowlist),
+        renew_margin=args.renew_margin,
+        check_interval=args.interval,
+    )
+    if args.action == "run":
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s gatekeeper %(levelname)s %(message)s")
+        service.run_forever()
+        return 0
+    failed = False
+    for result in service.check_all():
+        print(f"{result.coprocessor}: {result.outcome.value} {result.signer or ''} {result.reason}".rstrip())
+        failed |= result.outcome not in (Outcome.REGISTERED, Outcome.RENEWED, Outcome.FRESH)
+    return 1 if failed else 0
 
 
 def _deploy(args: argparse.Namespace) -> int:

@@ -17,9 +17,10 @@ from coprocessor.measurement import code_measurement
 from relayer.chain import ChainClient
 from teebridge.anvil import DEV_KEYS, Anvil
 from teebridge.deploy import Deployment, deploy_all
+from teebridge.gatekeeper_service import GatekeeperService, Outcome
 from teebridge.processes import RELAYER_READY, Child, python_module
-from teebridge.registration import approve_jobs, register_enclave
-from verifier.gatekeeper import Allowlist, Registration
+from teebridge.registration import approve_jobs
+from verifier.gatekeeper import Allowlist, Registration, simulated_evaluator
 from verifier.hexutil import from_hex
 
 OWNER_KEY, GATEKEEPER_KEY, RELAYER_KEY, USER_KEY = DEV_KEYS[0], DEV_KEYS[1], DEV_KEYS[2], DEV_KEYS[3]
@@ -45,6 +46,7 @@ class LocalStack:
     anvil: Anvil = field(init=False)
     deployment: Deployment = field(init=False)
     registration: Registration = field(init=False)
+    gatekeeper: GatekeeperService = field(init=False)
     coprocessor: Child = field(init=False)
     relayer: Child | None = field(init=False, default=None)
     coprocessor_url: str = field(init=False, default="")
@@ -89,7 +91,14 @@ class LocalStack:
         approve_jobs(owner, self.deployment.registry, measurement, jobs)
         self.progress("gatekeeper: verifying the coprocessor's attestation and registering its signer")
         allowlist = Allowlist(frozenset({measurement}), allow_simulated=True)
-        self.registration = register_enclave(gatekeeper, self.deployment.registry, self.coprocessor_url, allowlist)
+        self.gatekeeper = GatekeeperService(
+            gatekeeper, self.deployment.registry, [self.coprocessor_url], simulated_evaluator(allowlist)
+        )
+        result = self.gatekeeper.check(self.coprocessor_url)
+        if result.outcome is not Outcome.REGISTERED:
+            outcome = f"{result.outcome.value} {result.reason}"
+            raise RuntimeError(f"the gatekeeper did not register the coprocessor: {outcome}")
+        self.registration = self.gatekeeper.registry_view(result.signer)
 
         if self.with_relayer:
             self.progress("starting relayer")

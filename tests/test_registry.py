@@ -170,3 +170,16 @@ def test_withdrawing_an_approval_is_immediate(stack: Stack) -> None:
     assert stack.registry.functions.isAuthorized(enclave.address, ECHO_JOB, MEASUREMENT).call()
     stack.owner.send(stack.registry.functions.withdrawJobMeasurement(ECHO_JOB, MEASUREMENT))
     assert not stack.registry.functions.isAuthorized(enclave.address, ECHO_JOB, MEASUREMENT).call()
+
+
+def test_a_revoked_signer_cannot_be_registered_again(stack: Stack) -> None:
+    enclave = DevEnclave.random()
+    register(stack, enclave)
+    registry = stack.gatekeeper.contract("EnclaveRegistry", stack.registry.address)
+    stack.owner.send(stack.registry.functions.revokeSigner(enclave.address))
+    now = stack.w3.eth.get_block("latest")["timestamp"]
+    assert_reverts_with(
+        registry.functions.registerSigner(enclave.address, MEASUREMENT, now + 100, True, b""),
+        stack.gatekeeper.address,
+        "SignerWasRevoked(address)",
+    )

@@ -34,7 +34,17 @@ SIMULATED_QUOTING_ADDRESS = address_of_private_key(SIMULATED_QUOTING_KEY)
 
 
 class AttestationError(ValueError):
-    """Evidence that does not verify; the message says which check failed."""
+    """Evidence that does not verify; the message says which check failed.
+
+    ``revoke`` says what a gatekeeper should do about an enclave already registered: True when the
+    evidence shows it is not (or no longer) trustworthy (bad signature, measurement or TCB status below
+    policy, wrong binding); False when it merely cannot be verified right now (enclave unreachable,
+    collateral stale): then it is not renewed, and lapses at its expiry unless verification recovers.
+    """
+
+    def __init__(self, message: str, *, revoke: bool = True) -> None:
+        super().__init__(message)
+        self.revoke = revoke
 
 
 def report_data(chain_id: int, registry: str | bytes, signer: str | bytes, hpke_public_key: bytes) -> bytes:

@@ -9,6 +9,7 @@ report data binds *this* signer and HPKE key to *this* chain and registry. Only 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,10 +63,19 @@ def fetch_attestation(coprocessor_url: str, chain_id: int, registry: str, timeou
             timeout=timeout,
         )
     except httpx.HTTPError as exc:
-        raise AttestationError(f"cannot reach coprocessor at {coprocessor_url}: {exc}") from exc
+        raise AttestationError(f"cannot reach coprocessor at {coprocessor_url}: {exc}", revoke=False) from exc
     if response.status_code != 200:
-        raise AttestationError(f"coprocessor answered {response.status_code}: {response.text[:300]}")
+        raise AttestationError(f"coprocessor answered {response.status_code}: {response.text[:300]}", revoke=False)
     return response.json()
+
+
+def simulated_evaluator(allowlist: Allowlist) -> Callable[[dict[str, Any], int, str, int], Registration]:
+    """An evaluator ``(doc, chain_id, registry, now) -> Registration`` for simulated evidence."""
+
+    def evaluate(doc: dict[str, Any], chain_id: int, registry: str, now: int) -> Registration:
+        return evaluate_attestation(doc, chain_id=chain_id, registry=registry, allowlist=allowlist, now=now)
+
+    return evaluate
 
 
 def evaluate_attestation(

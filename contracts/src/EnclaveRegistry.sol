@@ -59,6 +59,7 @@ contract EnclaveRegistry is IEnclaveRegistry {
     error SimulatedAttestationsOnlyOnLocalChain(uint256 chainId);
     error ExpiryInPast(uint64 expiry);
     error UnknownSigner(address signer);
+    error SignerWasRevoked(address signer);
     error InvalidVersion();
     error VersionBelowMinimum(uint64 version, uint64 minimum);
     error VersionMismatch(bytes32 measurement, uint64 known, uint64 proposed);
@@ -191,7 +192,8 @@ contract EnclaveRegistry is IEnclaveRegistry {
     /// @notice Register (or re-register, to renew) an attested enclave signing key.
     /// @dev Called by the gatekeeper after it verified the enclave's quote and its report-data binding.
     ///      The measurement must have been approved for some job (so its version is known) and its
-    ///      version must not be below `minimumVersion`: a rolled-back image cannot register.
+    ///      version must not be below `minimumVersion`: a rolled-back image cannot register. A revoked
+    ///      signer can never be registered again: the enclave must generate a new key.
     /// @param signer The enclave's secp256k1 address.
     /// @param measurement The measurement the attestation proved.
     /// @param expiry Unix time after which the registration is no longer valid.
@@ -208,6 +210,7 @@ contract EnclaveRegistry is IEnclaveRegistry {
         if (signer == address(0)) revert ZeroAddress();
         if (expiry <= block.timestamp) revert ExpiryInPast(expiry);
         if (simulated && !simulatedAttestationsAllowed) revert SimulatedAttestationsNotAllowed();
+        if (_signers[signer].revoked) revert SignerWasRevoked(signer);
         uint64 version = measurementVersion[measurement];
         if (version == 0) revert UnknownMeasurement(measurement);
         if (version < minimumVersion) revert VersionBelowMinimum(version, minimumVersion);
@@ -216,7 +219,7 @@ contract EnclaveRegistry is IEnclaveRegistry {
         emit SignerRegistered(signer, measurement, expiry, simulated, hpkePublicKey);
     }
 
-    /// @notice Revoke a signer at once; its fulfilments are refused from the next block on.
+    /// @notice Revoke a signer at once and for good; its fulfilments are refused from the next block on.
     /// @param signer The signer to revoke.
     function revokeSigner(address signer) external {
         if (msg.sender != owner && msg.sender != gatekeeper) revert NotOwnerOrGatekeeper();

@@ -1,0 +1,139 @@
+"""The gatekeeper as a service: re-attest every coprocessor on a schedule, renew, and revoke.
+
+For each coprocessor, every ``check_interval`` seconds (apscheduler):
+
+- fetch a fresh attestation for this chain and registry and verify it (``verifier.gatekeeper``);
+- if it verifies and the signer is unknown, or its registration ends within ``renew_margin`` seconds,
+  register it (again) with a new expiry;
+- if verification fails with ``revoke=True`` (the evidence itself is bad: measurement or TCB status below
+  policy, forged quote, wrong binding) and the signer is live, revoke it at once;
+- if the enclave merely cannot be verified now (unreachable, stale collateral), do nothing: it is not
+  renewed and lapses at its expiry unless verification recovers first.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from apscheduler.schedulers.blocking import BlockingScheduler
+
+from relayer.chain import ChainClient
+from verifier.attestation import AttestationError
+from verifier.gatekeeper import Registration, fetch_attestation
+from verifier.hexutil import to_checksum_address
+
+log = logging.getLogger("teebridge.gatekeeper")
+
+#: (attestation document, chain id, registry, chain time) -> the registration it justifies, or AttestationError
+Evaluator = Callable[[dict[str, Any], int, str, int], Registration]
+
+
+class Outcome(Enum):
+    """What one check did."""
+
+    REGISTERED = "registered"
+    RENEWED = "renewed"
+    FRESH = "fresh"
+    REVOKED = "revoked"
+    REFUSED = "refused"
+    UNVERIFIABLE = "unverifiable"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of checking one coprocessor."""
+
+    coprocessor: str
+    outcome: Outcome
+    signer: str | None = None
+    expiry: int | None = None
+    reason: str = ""
+
+
+@dataclass
+class GatekeeperService:
+    """Keeps the registry's view of a set of coprocessors current."""
+
+    gatekeeper: ChainClient
+    registry_address: str
+    coprocessors: list[str]
+    evaluate: Evaluator
+    renew_margin: int = 24 * 3600
+    check_interval: float = 300.0
+    _chain_id: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._chain_id = self.gatekeeper.chain_id
+        self.registry = self.gatekeeper.contract("EnclaveRegistry", self.registry_address)
+
+    def check(self, coprocessor_url: str) -> CheckResult:
+        """Re-attest one coprocessor and act on the result."""
+        now = self.gatekeeper.w3.eth.get_block("latest")["timestamp"]
+        try:
+            doc = fetch_attestation(coprocessor_url, self._chain_id, self.registry_address)
+            signer = to_checksum_address(doc["signer"])
+        except (AttestationError, KeyError, ValueError) as exc:
+            return CheckResult(coprocessor_url, Outcome.UNVERIFIABLE, reason=str(exc))
+        _measurement, expiry, revoked, _simulated, _key = self.registry.functions.signerInfo(signer).call()
+        live = expiry > now and not revoked
+        try:
+            registration = self.evaluate(doc, self._chain_id, self.registry_address, now)
+        except AttestationError as exc:
+            if exc.revoke and live:
+                self.gatekeeper.send(self.registry.functions.revokeSigner(signer))
+                log.warning("revoked %s (%s): %s", signer, coprocessor_url, exc)
+                return CheckResult(coprocessor_url, Outcome.REVOKED, signer, reason=str(exc))
+            outcome = Outcome.REFUSED if exc.revoke else Outcome.UNVERIFIABLE
+            log.warning("%s %s: %s", outcome.value, coprocessor_url, exc)
+            return CheckResult(coprocessor_url, outcome, signer, reason=str(exc))
+        if revoked:
+            reason = "signer was revoked; the enclave needs a new key"
+            return CheckResult(coprocessor_url, Outcome.REFUSED, signer, reason=reason)
+        if live and expiry - now > self.renew_margin:
+            return CheckResult(coprocessor_url, Outcome.FRESH, signer, expiry)
+        self.gatekeeper.send(
+            self.registry.functions.registerSigner(
+                registration.signer,
+                registration.measurement,
+                registration.expiry,
+                registration.simulated,
+                registration.hpke_public_key,
+            )
+        )
+        outcome = Outcome.RENEWED if expiry else Outcome.REGISTERED
+        log.info("%s %s (%s) until %d", outcome.value, signer, coprocessor_url, registration.expiry)
+        return CheckResult(coprocessor_url, outcome, signer, registration.expiry)
+
+    def registry_view(self, signer: str | None) -> Registration:
+        """What the registry records for ``signer`` now."""
+        if signer is None:
+            raise ValueError("no signer")
+        measurement, expiry, _revoked, simulated, key = self.registry.functions.signerInfo(signer).call()
+        return Registration(signer, bytes(measurement), expiry, simulated, bytes(key))
+
+    def check_all(self) -> list[CheckResult]:
+        """Check every coprocessor; one failing never stops the others."""
+        results = []
+        for url in self.coprocessors:
+            try:
+                results.append(self.check(url))
+            except Exception as exc:  # a flaky RPC must not stop the loop
+                log.warning("check of %s failed: %s", url, exc)
+                results.append(CheckResult(url, Outcome.UNVERIFIABLE, reason=str(exc)))
+        return results
+
+    def run_forever(self) -> None:
+        """Run :meth:`check_all` every ``check_interval`` seconds until SIGTERM/SIGINT."""
+        scheduler = BlockingScheduler()
+        scheduler.add_job(self.check_all, "interval", seconds=self.check_interval, max_instances=1, coalesce=True)
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: scheduler.shutdown(wait=False))
+        self.check_all()
+        scheduler.start()
