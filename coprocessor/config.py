@@ -11,6 +11,10 @@ from typing import Any
 ENV_PREFIX = "TEEBRIDGE_COPROCESSOR_"
 DEFAULT_DATA_DIR = Path(".teebridge") / "coprocessor"
 MIB = 1024 * 1024
+DEFAULT_TSM_REPORT_DIR = Path("/sys/kernel/config/tsm/report")
+DEFAULT_GRAMINE_ATTESTATION_DIR = Path("/dev/attestation")
+SEALING_MODES = ("simulated", "dstack")
+"""``sealing`` values: a root secret file in ``data_dir``, or a key from the dstack KMS (``GetKey``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +31,18 @@ class CoprocessorConfig:
     port: int = 0
     """TCP port of the HTTP API; 0 lets the OS pick one (the chosen port is printed at start)."""
     attestation: str = "simulated"
-    """Name of the quote provider (``coprocessor.attestation.PROVIDERS``)."""
+    """Name of the quote provider (``coprocessor.attestation.PROVIDERS``): ``simulated``, ``tdx``, ``sgx``,
+    ``dstack``, or ``auto`` (detect the TEE; refuses to start where there is none)."""
+    sealing: str = "simulated"
+    """How ``keys.sealed`` is encrypted (:data:`SEALING_MODES`): ``simulated`` (a root file in ``data_dir``)
+    or ``dstack`` (a key the dstack KMS derives for this app)."""
+    tsm_report_dir: Path = DEFAULT_TSM_REPORT_DIR
+    """The Linux configfs-tsm report directory the ``tdx`` provider uses."""
+    gramine_attestation_dir: Path = DEFAULT_GRAMINE_ATTESTATION_DIR
+    """Gramine's attestation pseudo-directory the ``sgx`` provider uses."""
+    dstack_socket: Path | None = None
+    """The dstack guest agent's Unix socket; None: the first of the standard paths that exists
+    (``/var/run/dstack.sock``..., then the legacy ``/var/run/tappd.sock``...)."""
     job_timeout_seconds: float = 10.0
     """Default time budget of one job handler, counted from the moment it starts running."""
     max_result_bytes: int = 4096
@@ -47,12 +62,18 @@ class CoprocessorConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
+        for name in ("tsm_report_dir", "gramine_attestation_dir"):
+            object.__setattr__(self, name, Path(getattr(self, name)))
+        if self.dstack_socket is not None:
+            object.__setattr__(self, "dstack_socket", Path(self.dstack_socket))
         if not self.host:
             raise ValueError("host must not be empty")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be in 0..65535, got {self.port}")
         if not self.attestation:
             raise ValueError("attestation must name a quote provider, e.g. 'simulated'")
+        if self.sealing not in SEALING_MODES:
+            raise ValueError(f"sealing must be one of {', '.join(SEALING_MODES)}; got {self.sealing!r}")
         for name in ("job_timeout_seconds", "http_timeout_seconds", "queue_timeout_seconds"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -87,6 +108,10 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "host": str,
     "port": int,
     "attestation": str,
+    "sealing": str,
+    "tsm_report_dir": Path,
+    "gramine_attestation_dir": Path,
+    "dstack_socket": Path,
     "job_timeout_seconds": float,
     "max_result_bytes": int,
     "max_batch": int,

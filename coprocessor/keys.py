@@ -3,7 +3,8 @@
 At first start both are generated from the enclave's randomness and sealed to ``data_dir/keys.sealed``
 (mode 0600); every later start unseals the same keys, so the signer address and the HPKE public key that
 were attested and registered stay valid across restarts. Key bytes never leave this module except the
-HPKE private key object, which the executor uses to open encrypted inputs.
+HPKE private key object, which the executor uses to open encrypted inputs. :func:`open_sealer` picks the
+sealer a config names (``simulated`` or ``dstack``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,17 @@ from pathlib import Path
 from coincurve import PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from coprocessor.sealing import Sealer, SealingError, SimulatedSealer, is_private, write_new_private_file
+from coprocessor.attestation.base import TeeLocations
+from coprocessor.attestation.dstack import DstackAgent
+from coprocessor.sealing import (
+    DstackSealer,
+    Sealer,
+    SealingError,
+    SimulatedSealer,
+    ensure_private_dir,
+    is_private,
+    write_new_private_file,
+)
 from verifier.envelope import generate_key, key_id
 from verifier.signing import address_of_private_key, sign_digest
 
@@ -88,6 +99,28 @@ class EnclaveKeys:
         raise TypeError("EnclaveKeys cannot be pickled: key material stays in the enclave")
 
 
+def open_sealer(sealing: str, data_dir: Path, *, dstack_socket: Path | None = None) -> Sealer:
+    """The sealer for ``data_dir`` that the ``sealing`` setting names.
+
+    ``simulated``: :class:`SimulatedSealer` over ``data_dir/seal-root.key`` (created only while there are no
+    sealed keys yet). ``dstack``: :class:`DstackSealer` with its root from the guest agent's ``GetKey`` on
+    ``dstack_socket``, or on the first standard socket path that exists when it is None. Raises
+    ``SealingError`` when the root cannot be had, ``ValueError`` for another name.
+    """
+    if sealing == "simulated":
+        return SimulatedSealer.open(data_dir, create=not (data_dir / KEYS_FILE).exists())
+    if sealing == "dstack":
+        where = TeeLocations() if dstack_socket is None else TeeLocations(dstack_sockets=(dstack_socket,))
+        socket = where.dstack_socket()
+        if socket is None:
+            raise SealingError(
+                "sealing 'dstack' needs the dstack guest agent, but no socket exists at "
+                + ", ".join(str(p) for p in where.dstack_sockets)
+            )
+        return DstackSealer.from_kms(DstackAgent(socket).get_key)
+    raise ValueError(f"unknown sealing {sealing!r}; known: simulated, dstack")
+
+
 def load_or_create_keys(data_dir: Path, sealer: Sealer | None = None) -> EnclaveKeys:
     """Unseal ``data_dir/keys.sealed``, or on first start generate keys and seal them there.
 
@@ -97,6 +130,7 @@ def load_or_create_keys(data_dir: Path, sealer: Sealer | None = None) -> Enclave
     path = data_dir / KEYS_FILE
     if sealer is None:
         sealer = SimulatedSealer.open(data_dir, create=not path.exists())
+    ensure_private_dir(data_dir)
     if not path.exists():
         keys = EnclaveKeys.generate()
         if write_new_private_file(path, sealer.seal(keys.to_bytes(), KEYS_PURPOSE)):

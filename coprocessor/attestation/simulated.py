@@ -26,9 +26,13 @@ class SimulatedQuoteProvider:
     def __init__(self, measurement: bytes) -> None:
         if len(measurement) != 32:
             raise ValueError("a measurement is 32 bytes")
-        self.measurement = measurement
+        self._measurement = measurement
         log.warning("\n%s\n!!! %s\n%s", _BANNER_RULE, SIMULATED_WARNING, _BANNER_RULE)
+
+    def measurement(self) -> bytes:
+        """The code measurement this provider was created with (what its quotes report)."""
+        return self._measurement
 
     def quote(self, report_data: bytes) -> dict[str, Any]:
         """A simulated quote over this provider's measurement and ``report_data``."""
-        return make_simulated_quote(self.measurement, report_data).to_json()
+        return make_simulated_quote(self._measurement, report_data).to_json()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from coprocessor.attestation import PLANNED_PROVIDERS, AttestationUnavailableError, QuoteProvider, create_provider
+from coprocessor.attestation import AttestationUnavailableError, QuoteProvider, create_provider
 from verifier.attestation import SIMULATED_WARNING, SimulatedQuote, verify_simulated_quote
 
 MEASUREMENT = bytes(range(32))
@@ -20,12 +20,6 @@ def test_simulated_provider_quotes_measurement_and_report_data(caplog: pytest.Lo
     quote = SimulatedQuote.from_json(provider.quote(REPORT_DATA))
     verify_simulated_quote(quote)
     assert quote.measurement == MEASUREMENT and quote.report_data == REPORT_DATA
-
-
-@pytest.mark.parametrize("name", sorted(PLANNED_PROVIDERS))
-def test_planned_providers_are_not_implemented_yet(name: str) -> None:
-    with pytest.raises(AttestationUnavailableError, match="not implemented yet"):
-        create_provider(name, MEASUREMENT)
 
 
 def test_unknown_provider_lists_known_names() -> None:
