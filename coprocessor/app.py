@@ -24,15 +24,16 @@ from starlette.requests import Request as HttpRequest
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from coprocessor.attestation import QuoteProvider, create_provider
+from coprocessor.attestation import Measure, QuoteProvider, TeeLocations, create_provider
 from coprocessor.config import CoprocessorConfig
 from coprocessor.executor import BadRequest, Executor, OverloadedError
 from coprocessor.jobs import JobRegistry, default_registry
-from coprocessor.keys import EnclaveKeys, load_or_create_keys
+from coprocessor.keys import EnclaveKeys, load_or_create_keys, open_sealer
 from coprocessor.measurement import code_measurement
 from coprocessor.wire import TooManyRequestsError, WireError, parse_address, parse_chain_id, parse_execute, parse_int
 from verifier.attestation import report_data
 from verifier.hexutil import to_hex
+from verifier.quote import measurement_of, parse_quote
 
 log = logging.getLogger(__name__)
 
@@ -177,15 +178,25 @@ def _guarded(endpoint: Endpoint) -> Endpoint:
     return wrapper
 
 
-def create_app(config: CoprocessorConfig, *, jobs: JobRegistry | None = None) -> Starlette:
+def measure_quote(raw: bytes) -> bytes:
+    """The on-chain measurement of a hardware quote (``verifier.quote.measurement_of``)."""
+    return measurement_of(parse_quote(raw))
+
+
+def create_app(
+    config: CoprocessorConfig, *, jobs: JobRegistry | None = None, measure: Measure = measure_quote
+) -> Starlette:
     """Build the coprocessor app: unseal (or create) the keys, measure the code, start the job pool.
 
     ``jobs`` replaces the built-in job registry (for tests). The executor's worker pool is closed when
     the app's lifespan ends.
     """
-    measurement = code_measurement()
-    keys = load_or_create_keys(config.data_dir)
-    provider = create_provider(config.attestation, measurement)
+    code = code_measurement()
+    sealer = open_sealer(config.sealing, config.data_dir, dstack_socket=config.dstack_socket)
+    keys = load_or_create_keys(config.data_dir, sealer)
+    provider = create_provider(config.attestation, code, measure, locations=TeeLocations.from_config(config))
+    # simulated: the code measurement; hardware: derived from the enclave's own start-up quote
+    measurement = provider.measurement()
     registry = default_registry() if jobs is None else jobs
     executor = Executor(keys, registry, config, measurement)
     service = CoprocessorService(config, keys, measurement, provider, registry, executor)

@@ -9,8 +9,9 @@
 over every ``.py`` file under ``coprocessor/`` (recursively, ``__pycache__`` excluded) plus the
 ``verifier`` modules the coprocessor imports (:data:`VERIFIER_MODULES`). Changing any byte of that code, or
 adding, removing or renaming a file in ``coprocessor/``, changes the measurement. In simulated mode this
-is what the quote reports; under a real TEE the hardware measurement (MRTD / MRENCLAVE) covers the whole
-image and this value is still signed into every Fulfillment as the code identity.
+is what the quote reports and what every Fulfillment signs. Under a real TEE the hardware measures the whole
+image (MRTD/RTMRs, MRENCLAVE) and the signed measurement is ``verifier.quote.measurement_of`` of the enclave's
+own quote (docs/attestation.md); this code hash is then only informative.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ VERIFIER_MODULES: tuple[str, ...] = (
     "verifier/attestation.py",
     "verifier/hashing.py",
     "verifier/hexutil.py",
+    "verifier/quote.py",
 )
 """The verifier modules inside the trusted computing base (a test checks nothing else gets imported)."""
 

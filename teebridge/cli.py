@@ -53,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--coprocessor", action="append", required=True, help="coprocessor base URL; repeatable")
         p.add_argument("--measurement", action="append", default=[], help="allowed measurement (hex); repeatable")
         p.add_argument("--allow-simulated", action="store_true", help="accept simulated attestation (31337 only)")
+        p.add_argument("--policy", type=Path, help="attestation policy (TOML/JSON) for TDX/SGX enclaves")
+        source = p.add_mutually_exclusive_group()
+        source.add_argument("--collateral", type=Path, help="DCAP collateral JSON (QuoteCollateralV3)")
+        source.add_argument("--pccs-url", help="PCCS base URL to fetch collateral from")
         p.add_argument("--validity", type=int, default=7 * 24 * 3600, help="seconds a registration lasts")
         p.add_argument("--renew-margin", type=int, default=24 * 3600, help="renew when this close to expiry")
         p.add_argument("--interval", type=float, default=300.0, help="seconds between checks (run)")
@@ -62,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     deploy.add_argument("--network", required=True, help="name of the record under deployments/")
     deploy.add_argument("--gatekeeper", required=True, help="address allowed to register signers")
     deploy.add_argument("--allow-simulated", action="store_true", help="enable simulated attestation (31337 only)")
+
+    from teebridge import attest
+
+    attest.add_arguments(sub)
 
     if argv is None:
         argv = sys.argv[1:]
@@ -76,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         "status": _status,
         "gatekeeper": _gatekeeper,
         "deploy": _deploy,
+        "attest": attest.run,
     }[args.command]
     try:
         return handler(args)
@@ -248,23 +257,44 @@ def _gatekeeper(args: argparse.Namespace) -> int:
     from relayer.chain import ChainClient
     from teebridge.deploy import Deployment
     from teebridge.gatekeeper_service import GatekeeperService, Outcome
-    from verifier.gatekeeper import Allowlist, simulated_evaluator
+    from verifier.gatekeeper import Allowlist, combined_evaluator, dcap_evaluator
     from verifier.hexutil import from_hex
 
     key = os.environ.get("TEEBRIDGE_GATEKEEPER_KEY")
     if not key:
         raise RuntimeError("set TEEBRIDGE_GATEKEEPER_KEY to the gatekeeper account's private key")
     deployment = Deployment.load(args.deployment)
-    allowlist = Allowlist(
-        frozenset(from_hex(m, 32) for m in args.measurement),
-        allow_simulated=args.allow_simulated,
-        validity_seconds=args.validity,
-    )
+    allowlist = None
+    if args.allow_simulated:
+        allowlist = Allowlist(
+            frozenset(from_hex(m, 32) for m in args.measurement), allow_simulated=True, validity_seconds=args.validity
+        )
+    hardware = None
+    if args.policy:
+        from verifier.dcap import fetch_collateral, load_collateral
+        from verifier.policy import load_policy
+
+        if args.collateral:
+            collateral_file = load_collateral(args.collateral)
+
+            def collateral_for(_quote: object) -> object:
+                return collateral_file
+
+        elif args.pccs_url:
+
+            def collateral_for(quote: object) -> object:
+                return fetch_collateral(args.pccs_url, quote)
+
+        else:
+            raise ValueError("--policy needs --collateral FILE or --pccs-url URL to verify quotes")
+        hardware = dcap_evaluator(load_policy(args.policy), collateral_for, validity_seconds=args.validity)
+    if allowlist is None and hardware is None:
+        raise ValueError("nothing to accept: give --policy (TDX/SGX) and/or --allow-simulated with --measurement")
     service = GatekeeperService(
         ChainClient(args.rpc_url, key),
         deployment.registry,
         args.coprocessor,
-        simulated_evaluator(allowlist),
+        combined_evaluator(allowlist=allowlist, hardware=hardware),
         renew_margin=args.renew_margin,
         check_interval=args.interval,
     )

@@ -75,8 +75,9 @@ def test_register_fulfil_expire_renew(local: LocalStack) -> None:
     advance(local, 8 * 24 * 3600)
     user, router = _user(local)
     d = local.deployment
-    stranded = send_via_consumer(user, user.contract("ExampleConsumer", d.consumer), router, ECHO, plain(b"gap"),
-                                 ttl=600)
+    stranded = send_via_consumer(
+        user, user.contract("ExampleConsumer", d.consumer), router, ECHO, plain(b"gap"), ttl=600
+    )
     time.sleep(2)
     assert router.functions.commitments(stranded.request_id).call() != b"\x00" * 32
 

@@ -118,3 +118,98 @@ def evaluate_attestation(
         hpke_public_key=hpke_public_key,
         evidence=doc,
     )
+
+
+# ---------------------------------------------------------------- hardware quotes (TDX, SGX) via DCAP
+
+#: DCAP failures that mean "cannot verify right now", not "this enclave is bad": no revocation for these.
+TRANSIENT_REASONS = frozenset({"collateral_not_yet_valid", "collateral_expired", "collateral_unavailable"})
+TRANSIENT_POLICY_CODES = frozenset({"collateral_age"})
+
+#: (parsed quote) -> its collateral; raises verifier.dcap.CollateralError when it cannot be had.
+CollateralSource = Callable[[Any], Any]
+#: (chain id, registry, signer, HPKE public key) -> the report data the quote must carry.
+ReportDataBinding = Callable[[int, str, str, bytes], bytes]
+
+
+def dcap_evaluator(
+    policy: Any,
+    collateral_for: CollateralSource,
+    *,
+    validity_seconds: int = DEFAULT_VALIDITY_SECONDS,
+    binding: ReportDataBinding = report_data,
+) -> Callable[[dict[str, Any], int, str, int], Registration]:
+    """An evaluator for TDX/SGX evidence: DCAP verification, then ``policy`` (``verifier.policy.Policy``).
+
+    The registration's expiry is the earliest of ``now + validity_seconds``, the collateral's next update
+    and, when the policy bounds collateral age, the moment the collateral becomes too old: a signer never
+    outlives the evidence that admitted it.
+    """
+    from datetime import UTC, datetime
+
+    from verifier.dcap import CollateralError, verify_quote
+    from verifier.policy import usable_until
+    from verifier.quote import QuoteFormatError, measurement_of, parse_quote
+
+    def evaluate(doc: dict[str, Any], chain_id: int, registry: str, now: int) -> Registration:
+        try:
+            signer = to_checksum_address(doc["signer"])
+            hpke_public_key = from_hex(doc["hpkePublicKey"])
+            evidence = doc["quote"]
+            kind = evidence["kind"]
+            raw = from_hex(evidence["quote"])
+        except (KeyError, ValueError, TypeError) as exc:
+            raise AttestationError(f"malformed attestation document: {exc}") from exc
+        if kind not in ("tdx", "sgx"):
+            raise AttestationError(f"evidence kind {kind!r} is not a hardware quote this policy can judge")
+        try:
+            quote = parse_quote(raw)
+        except QuoteFormatError as exc:
+            raise AttestationError(f"malformed quote: {exc}") from exc
+        if quote.tee != kind:
+            raise AttestationError(f"evidence says {kind} but the quote is {quote.tee}")
+        try:
+            collateral = collateral_for(quote)
+        except CollateralError as exc:
+            raise AttestationError(f"collateral unavailable: {exc}", revoke=False) from exc
+        at = datetime.fromtimestamp(now, UTC)
+        verdict = verify_quote(raw, collateral, at)
+        if not verdict.accepted:
+            reason = verdict.reason.value if verdict.reason else "verification_failed"
+            raise AttestationError(
+                f"quote refused ({reason}): {verdict.describe()}", revoke=reason not in TRANSIENT_REASONS
+            )
+        expected = binding(chain_id, registry, signer, hpke_public_key)
+        decision = policy.evaluate(quote, verdict, at, expected_report_data=expected)
+        if not decision.accept:
+            raise AttestationError(
+                f"policy refused ({decision.code}): {decision.reason}",
+                revoke=decision.code not in TRANSIENT_POLICY_CODES,
+            )
+        expiry = now + validity_seconds
+        deadline = usable_until(policy, verdict)
+        if deadline is not None:
+            expiry = min(expiry, int(deadline.timestamp()))
+        return Registration(signer, measurement_of(quote), expiry, False, hpke_public_key, evidence=doc)
+
+    return evaluate
+
+
+def combined_evaluator(
+    *,
+    allowlist: Allowlist | None = None,
+    hardware: Callable[[dict[str, Any], int, str, int], Registration] | None = None,
+) -> Callable[[dict[str, Any], int, str, int], Registration]:
+    """Route simulated evidence to ``allowlist`` and TDX/SGX evidence to ``hardware``; refuse what has none."""
+
+    def evaluate(doc: dict[str, Any], chain_id: int, registry: str, now: int) -> Registration:
+        kind = (doc.get("quote") or {}).get("kind") if isinstance(doc.get("quote"), dict) else None
+        if kind == SIMULATED_KIND:
+            if allowlist is None:
+                raise AttestationError("simulated attestation refused: this gatekeeper has no simulated allowlist")
+            return evaluate_attestation(doc, chain_id=chain_id, registry=registry, allowlist=allowlist, now=now)
+        if hardware is None:
+            raise AttestationError(f"evidence kind {kind!r} refused: this gatekeeper has no hardware policy")
+        return hardware(doc, chain_id, registry, now)
+
+    return evaluate

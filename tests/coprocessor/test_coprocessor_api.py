@@ -328,9 +328,11 @@ def test_sigterm_exits_cleanly_and_restart_keeps_the_signer(tmp_path: Path) -> N
     assert "Shutting down" in first.stderr_path.read_text()
 
 
-def test_unimplemented_attestation_provider_fails_at_start(tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError, match="not implemented yet") as info:
-        start_server(tmp_path / "data", tmp_path, "--attestation", "tdx")
+def test_hardware_provider_without_its_device_fails_at_start(tmp_path: Path) -> None:
+    """No TEE here: asking for TDX must stop the server with a clear message, never fall back to simulated."""
+    env_tsm = {"TEEBRIDGE_COPROCESSOR_TSM_REPORT_DIR": str(tmp_path / "no-configfs")}
+    with pytest.raises(RuntimeError, match="configfs") as info:
+        start_server(tmp_path / "data", tmp_path, "--attestation", "tdx", env=env_tsm)
     assert "Traceback" not in str(info.value)
 
 
