@@ -116,3 +116,46 @@ def test_combined_evaluator_routes_and_refuses_what_it_has_no_rule_for(policy) -
     with pytest.raises(AttestationError, match="no hardware policy"):
         simulated_only(doc(read(QUOTE)), 31337, REGISTRY, INSIDE)
     assert hardware_only(doc(read(QUOTE)), 31337, REGISTRY, INSIDE).simulated is False
+
+
+class _RevokedReport:
+    """dcap-qvl's report for a genuine quote, but with Intel listing the platform's TCB as revoked."""
+
+    def __init__(self, real) -> None:
+        self._real = real
+        self.status = "Revoked"
+        self.advisory_ids = list(real.advisory_ids)
+
+    def to_json(self) -> str:
+        return self._real.to_json()
+
+
+def test_revoked_tcb_is_refused_and_revokes(policy, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dcap_qvl
+
+    from verifier.dcap import Reason, verify_quote
+
+    real_verify = dcap_qvl.verify_with_root_ca
+    monkeypatch.setattr(dcap_qvl, "verify_with_root_ca", lambda *a: _RevokedReport(real_verify(*a)))
+    verdict = verify_quote(read(QUOTE), collateral(None), datetime.fromtimestamp(INSIDE, UTC))
+    assert not verdict.accepted and verdict.reason is Reason.TCB_REVOKED
+    with pytest.raises(AttestationError, match="tcb_revoked") as info:
+        dcap_evaluator(policy, collateral, binding=sample_binding)(doc(read(QUOTE)), 31337, REGISTRY, INSIDE)
+    assert info.value.revoke is True
+
+
+def test_tcb_status_below_policy_is_refused_and_revokes() -> None:
+    """Automata's TDX v4 sample is genuine but OutOfDate: an UpToDate-only policy refuses it for good."""
+    from attest_testdata import automata_tdx_v4_collateral
+
+    from verifier.policy import policy_from_dict
+
+    raw = read("automata/tdx_v4_quote.bin")
+    strict = policy_from_dict({"version": 1, "tdx": [{"mr_td": parse_quote(raw).report.mr_td.hex()}]})
+    evaluate = dcap_evaluator(
+        strict, lambda _q: automata_tdx_v4_collateral(), binding=lambda *_: parse_quote(raw).report_data
+    )
+    at = int(datetime(2025, 6, 5, 3, 45, tzinfo=UTC).timestamp())
+    with pytest.raises(AttestationError, match=r"tcb_status.*OutOfDate") as info:
+        evaluate(doc(raw), 31337, REGISTRY, at)
+    assert info.value.revoke is True
