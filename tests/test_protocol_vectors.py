@@ -117,3 +117,54 @@ def test_report_data_vector() -> None:
     )
     assert report_data(31337, registry, signer, hpke) == expected + b"\x00" * 32
     assert report_data(1, registry, signer, hpke) != report_data(31337, registry, signer, hpke)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    pair=st.sampled_from(["ETH/USD", "BTC/USD"]),
+    answer=st.integers(-(2**255), 2**255 - 1),
+    decimals=st.integers(0, 255),
+    observed=st.integers(0, 2**64 - 1),
+    sources=st.integers(0, 65535),
+    measurement=b32,
+    chain=st.integers(1, 2**32),
+    registry=addresses,
+)
+def test_price_report_digest_matches_eth_account(
+    pair, answer, decimals, observed, sources, measurement, chain, registry
+) -> None:
+    from verifier.price_report import PriceReport, feed_id, sign_price_report
+
+    report = PriceReport(feed_id(pair), answer, decimals, observed, sources, measurement)
+    key = keccak256(b"price report test key")
+    message = {
+        "types": {
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "version", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+                {"name": "verifyingContract", "type": "address"},
+            ],
+            "PriceReport": [
+                {"name": "feedId", "type": "bytes32"},
+                {"name": "answer", "type": "int256"},
+                {"name": "decimals", "type": "uint8"},
+                {"name": "observedAt", "type": "uint64"},
+                {"name": "sources", "type": "uint16"},
+                {"name": "measurement", "type": "bytes32"},
+            ],
+        },
+        "primaryType": "PriceReport",
+        "domain": {"name": "teebridge", "version": "1", "chainId": chain, "verifyingContract": registry},
+        "message": {
+            "feedId": feed_id(pair),
+            "answer": answer,
+            "decimals": decimals,
+            "observedAt": observed,
+            "sources": sources,
+            "measurement": measurement,
+        },
+    }
+    theirs = Account.sign_message(encode_typed_data(full_message=message), key)
+    ours = sign_price_report(report, key, address_of_private_key(key), chain, registry)
+    assert ours.signature == bytes(theirs.signature)
