@@ -18,6 +18,12 @@ from verifier.protocol import Domain, Fulfillment, Request, job_id, request_id
 from verifier.signing import address_of_private_key, recover_signer, sign_digest, to_compact
 
 b32 = st.binary(min_size=32, max_size=32)
+EIP712_DOMAIN_FIELDS = [
+    {"name": "name", "type": "string"},
+    {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"},
+    {"name": "verifyingContract", "type": "address"},
+]
 addresses = st.binary(min_size=20, max_size=20).map(lambda b: "0x" + b.hex())
 
 
@@ -71,12 +77,7 @@ def test_fulfillment_digest_matches_eth_account(
     domain = Domain(chain, router)
     message = {
         "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
+            "EIP712Domain": EIP712_DOMAIN_FIELDS,
             "Fulfillment": [
                 {"name": "requestId", "type": "bytes32"},
                 {"name": "commitment", "type": "bytes32"},
@@ -139,12 +140,7 @@ def test_price_report_digest_matches_eth_account(
     key = keccak256(b"price report test key")
     message = {
         "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
+            "EIP712Domain": EIP712_DOMAIN_FIELDS,
             "PriceReport": [
                 {"name": "feedId", "type": "bytes32"},
                 {"name": "answer", "type": "int256"},
