@@ -5,6 +5,7 @@ the code, picks the quote provider and returns the ASGI app. docs/coprocessor-ap
     GET  /v1/attestation?chainId=N&registry=0x..  quote binding the keys to one chain and registry
     GET  /v1/jobs                                 installed jobs
     POST /v1/execute                              run requests, return signed Fulfillments
+    POST /v1/price-report                         observe a pair's price, return a signed PriceReport
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -27,9 +29,12 @@ from starlette.routing import Route
 from coprocessor.attestation import Measure, QuoteProvider, TeeLocations, create_provider
 from coprocessor.config import CoprocessorConfig
 from coprocessor.executor import BadRequest, Executor, OverloadedError
-from coprocessor.jobs import JobRegistry, default_registry
+from coprocessor.jobs import JobContext, JobRegistry, default_registry
 from coprocessor.keys import EnclaveKeys, load_or_create_keys, open_sealer
 from coprocessor.measurement import code_measurement
+from coprocessor.price.aggregate import AnswerOverflowError, QuorumError
+from coprocessor.price.report import MAX_BODY_BYTES, make_price_report, parse_price_report_request
+from coprocessor.price.settings import PriceSettings, UnknownPairError
 from coprocessor.wire import TooManyRequestsError, WireError, parse_address, parse_chain_id, parse_execute, parse_int
 from verifier.attestation import report_data
 from verifier.hexutil import to_hex
@@ -142,6 +147,38 @@ class CoprocessorService:
             return error(503, str(exc), headers={"Retry-After": RETRY_AFTER_SECONDS})
         return JSONResponse({"fulfillments": [s.to_json() for s in signed]})
 
+    async def price_report(self, request: HttpRequest) -> Response:
+        """``POST /v1/price-report``: observe a pair's price now and return a signed ``PriceReport``.
+
+        400 for a bad body or an unconfigured pair, 422 when too few sources agree (no report rather than a
+        bad one).
+        """
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                return error(413, f"request body is larger than {MAX_BODY_BYTES} bytes")
+        try:
+            call = parse_price_report_request(json.loads(body))
+        except (ValueError, RecursionError) as exc:
+            message = str(exc) if isinstance(exc, WireError) else "the body is not valid JSON"
+            return error(400, f"{message}; send {{pair, decimals, chainId, registry}}")
+        context = JobContext(
+            deadline=time.monotonic() + self.config.job_timeout_seconds,
+            http_timeout_seconds=self.config.http_timeout_seconds,
+            http_max_response_bytes=self.config.http_max_response_bytes,
+        )
+        settings = PriceSettings.from_config(self.config)
+        try:
+            signed = await run_in_threadpool(make_price_report, call, settings, self.keys, self.measurement, context)
+        except UnknownPairError as exc:
+            return error(400, str(exc))
+        except QuorumError as exc:
+            return error(422, f"no price for {call.pair}: {exc}")
+        except AnswerOverflowError as exc:
+            return error(400, str(exc))
+        return JSONResponse(signed.to_json())
+
     def routes(self) -> list[Route]:
         """The API routes."""
         return [
@@ -149,6 +186,7 @@ class CoprocessorService:
             Route("/v1/attestation", _guarded(self.attestation), methods=["GET"]),
             Route("/v1/jobs", _guarded(self.list_jobs), methods=["GET"]),
             Route("/v1/execute", _guarded(self.execute), methods=["POST"]),
+            Route("/v1/price-report", _guarded(self.price_report), methods=["POST"]),
         ]
 
 
@@ -197,7 +235,7 @@ def create_app(
     provider = create_provider(config.attestation, code, measure, locations=TeeLocations.from_config(config))
     # simulated: the code measurement; hardware: derived from the enclave's own start-up quote
     measurement = provider.measurement()
-    registry = default_registry() if jobs is None else jobs
+    registry = default_registry(config) if jobs is None else jobs
     executor = Executor(keys, registry, config, measurement)
     service = CoprocessorService(config, keys, measurement, provider, registry, executor)
     log.info(

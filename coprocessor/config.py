@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,12 @@ DEFAULT_TSM_REPORT_DIR = Path("/sys/kernel/config/tsm/report")
 DEFAULT_GRAMINE_ATTESTATION_DIR = Path("/dev/attestation")
 SEALING_MODES = ("simulated", "dstack")
 """``sealing`` values: a root secret file in ``data_dir``, or a key from the dstack KMS (``GetKey``)."""
+DEFAULT_PRICE_SOURCES: dict[str, tuple[str, ...]] = {
+    "ETH/USD": ("coinbase", "kraken", "bitstamp", "gemini", "okx"),
+    "BTC/USD": ("coinbase", "kraken", "bitstamp", "gemini", "okx"),
+}
+"""``price_sources`` when none are configured: USD-quoted venues only (Binance has no USD books; add it as
+``binance:ETH/USDT`` to accept the USDT book as a USD proxy)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +66,22 @@ class CoprocessorConfig:
     """How long a job may wait for a free worker before the batch is refused as busy (HTTP 503)."""
     max_request_bytes: int = 8 * MIB
     """Largest HTTP request body the API accepts."""
+    price_sources: dict[str, tuple[str, ...]] = dataclass_field(default_factory=lambda: dict(DEFAULT_PRICE_SOURCES))
+    """Pair -> the sources the ``price`` job and ``/v1/price-report`` ask. A source is an adapter name
+    (``coprocessor.price.adapters.ADAPTERS``) or ``adapter:BASE/QUOTE`` to ask that exchange for another book
+    (``binance:ETH/USDT`` for ``ETH/USD``). Each adapter at most once per pair. Environment:
+    ``ETH/USD=coinbase,kraken,binance:ETH/USDT;BTC/USD=coinbase,kraken`` (replaces the defaults)."""
+    price_base_urls: dict[str, str] = dataclass_field(default_factory=dict)
+    """Adapter name -> base URL replacing the exchange's public one (``*`` for every adapter). Environment:
+    ``binance=http://127.0.0.1:9000;kraken=http://127.0.0.1:9001`` or ``*=http://127.0.0.1:9000``."""
+    price_min_sources: int = 3
+    """Fewest quotes a price may be the median of; with fewer there is no price (job failure, HTTP 422)."""
+    price_max_deviation: float = 0.02
+    """Quotes further than this fraction from the median of the fresh quotes are dropped as outliers."""
+    price_max_age_seconds: int = 60
+    """Quotes whose exchange timestamp is older than this are dropped as stale."""
+    price_timeout_seconds: float = 3.0
+    """Time each exchange request gets (also capped by the job budget); a slower source is skipped."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
@@ -80,6 +103,22 @@ class CoprocessorConfig:
         for name in ("max_result_bytes", "max_batch", "http_max_response_bytes", "workers", "max_request_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        self._check_price_settings()
+
+    def _check_price_settings(self) -> None:
+        object.__setattr__(self, "price_sources", {k: tuple(v) for k, v in dict(self.price_sources).items()})
+        object.__setattr__(self, "price_base_urls", dict(self.price_base_urls))
+        if self.price_min_sources < 1:
+            raise ValueError(f"price_min_sources must be at least 1, got {self.price_min_sources}")
+        if not 0 <= self.price_max_deviation < 1:
+            raise ValueError(f"price_max_deviation must be a fraction in [0, 1), got {self.price_max_deviation}")
+        if self.price_max_age_seconds < 1:
+            raise ValueError(f"price_max_age_seconds must be at least 1, got {self.price_max_age_seconds}")
+        if not self.price_timeout_seconds > 0:
+            raise ValueError(f"price_timeout_seconds must be positive, got {self.price_timeout_seconds}")
+        from coprocessor.price.settings import check_price_sources  # the price package imports this module
+
+        check_price_sources(self.price_sources, self.price_base_urls)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> CoprocessorConfig:
@@ -120,4 +159,33 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "workers": int,
     "queue_timeout_seconds": float,
     "max_request_bytes": int,
+    "price_sources": lambda raw: _parse_price_sources(raw),
+    "price_base_urls": lambda raw: _parse_base_urls(raw),
+    "price_min_sources": int,
+    "price_max_deviation": float,
+    "price_max_age_seconds": int,
+    "price_timeout_seconds": float,
 }
+
+
+def _entries(raw: str) -> list[tuple[str, str]]:
+    """``key=value;key=value`` (blank entries ignored) as pairs; ``ValueError`` on an entry without ``=``."""
+    out = []
+    for entry in raw.split(";"):
+        if not entry.strip():
+            continue
+        key, sep, value = entry.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ValueError(f"expected key=value, got {entry.strip()!r}")
+        out.append((key.strip(), value.strip()))
+    return out
+
+
+def _parse_price_sources(raw: str) -> dict[str, tuple[str, ...]]:
+    """``ETH/USD=coinbase,kraken;BTC/USD=okx,gemini`` -> ``{"ETH/USD": ("coinbase", "kraken"), ...}``."""
+    return {pair: tuple(s.strip() for s in names.split(",") if s.strip()) for pair, names in _entries(raw)}
+
+
+def _parse_base_urls(raw: str) -> dict[str, str]:
+    """``binance=http://127.0.0.1:9000;*=http://127.0.0.1:9001`` -> a dict."""
+    return dict(_entries(raw))

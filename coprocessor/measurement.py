@@ -33,6 +33,7 @@ VERIFIER_MODULES: tuple[str, ...] = (
     "verifier/hashing.py",
     "verifier/hexutil.py",
     "verifier/quote.py",
+    "verifier/price_report.py",
 )
 """The verifier modules inside the trusted computing base (a test checks nothing else gets imported)."""
 

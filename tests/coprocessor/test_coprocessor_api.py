@@ -156,7 +156,7 @@ def test_health(client: httpx.Client) -> None:
     assert response.status_code == 200
     doc = response.json()
     assert doc["status"] == "ok" and doc["attestation"] == "simulated" and doc["insecure"] is True
-    assert doc["jobs"] == 3
+    assert doc["jobs"] == 4
     assert doc["measurement"] == to_hex(code_measurement())
     assert doc["signer"].startswith("0x") and doc["signer"] != doc["signer"].lower()  # checksummed
 
@@ -202,7 +202,7 @@ def test_jobs(client: httpx.Client) -> None:
     response = client.get("/v1/jobs")
     assert response.status_code == 200
     jobs = {j["name"]: j for j in response.json()}
-    assert set(jobs) == {"confidential.credit-score", "http.json", "echo"}
+    assert set(jobs) == {"confidential.credit-score", "http.json", "echo", "price"}
     credit = jobs["confidential.credit-score"]
     assert credit["jobId"] == to_hex(CREDIT) and credit["version"] == 1
     assert credit["inputTypes"] == ["uint256", "uint256", "uint16", "uint16"] and credit["outputTypes"] == ["uint16"]
@@ -347,7 +347,7 @@ def block(context, payload):
     return payload
 
 BLOCK = Job("test.block", 1, None, None, block)
-coprocessor.app.default_registry = lambda: JobRegistry([*BUILTIN_JOBS, BLOCK])
+coprocessor.app.default_registry = lambda *_: JobRegistry([*BUILTIN_JOBS, BLOCK])
 sys.exit(main(sys.argv[1:]))
 """
 
