@@ -9,6 +9,7 @@ import httpx
 
 from relayer.store import StoredRequest
 from verifier.hexutil import to_hex
+from verifier.price_report import SignedPriceReport
 from verifier.signed_result import SignedResult
 
 
@@ -57,6 +58,11 @@ class CoprocessorClient:
     def attestation(self, chain_id: int, registry: str) -> dict[str, Any]:
         """``GET /v1/attestation`` for this chain and registry."""
         return self._call("GET", "/v1/attestation", params={"chainId": chain_id, "registry": registry})
+
+    def price_report(self, pair: str, decimals: int, chain_id: int, registry: str) -> SignedPriceReport:
+        """``POST /v1/price-report``: a fresh signed price for ``pair``. A quorum failure is not retryable now."""
+        body = {"pair": pair, "decimals": decimals, "chainId": chain_id, "registry": registry}
+        return SignedPriceReport.from_json(self._call("POST", "/v1/price-report", json=body))
 
     def execute(self, chain_id: int, router: str, requests: list[StoredRequest]) -> list[SignedResult]:
         """``POST /v1/execute``: signed results in the order of ``requests``."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from relayer.chain import ChainClient
@@ -27,6 +27,9 @@ class Deployment:
     deploy_block: int
     max_callback_gas_limit: int
     governance_delay: int = 0
+    batcher: str | None = None
+    feeds: dict[str, str] = field(default_factory=dict)
+    """Push feeds: pair (e.g. "ETH/USD") -> PriceFeed address."""
 
     def to_json(self) -> str:
         """The record as written to ``deployments/<network>.json``."""
@@ -76,3 +79,36 @@ def deploy_all(
         max_callback_gas_limit=max_callback_gas_limit,
         governance_delay=governance_delay,
     )
+
+
+@dataclass(frozen=True)
+class FeedParams:
+    """On-chain parameters of one push feed."""
+
+    decimals: int = 8
+    min_sources: int = 3
+    heartbeat: int = 3600
+
+
+def deploy_feeds(owner: ChainClient, deployment: Deployment, feeds: dict[str, FeedParams]) -> Deployment:
+    """Deploy a PriceFeed per pair (and the batcher once); return the record with them added."""
+    from verifier.price_report import feed_id
+
+    batcher = deployment.batcher
+    if batcher is None:
+        contract, _ = owner.deploy("PriceFeedBatcher")
+        batcher = contract.address
+    added = dict(deployment.feeds)
+    for pair, params in feeds.items():
+        description = pair.replace("/", " / ")
+        contract, _ = owner.deploy(
+            "PriceFeed",
+            deployment.registry,
+            feed_id(pair),
+            params.decimals,
+            params.min_sources,
+            params.heartbeat,
+            description,
+        )
+        added[pair] = contract.address
+    return replace(deployment, batcher=batcher, feeds=added)

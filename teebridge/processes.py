@@ -13,6 +13,7 @@ from pathlib import Path
 
 LISTENING = re.compile(r"listening on (http://\S+)")
 RELAYER_READY = re.compile(r"relaying router")
+FEEDER_READY = re.compile(r"pushing .* every")
 
 
 @dataclass

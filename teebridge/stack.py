@@ -7,23 +7,28 @@ the attestation is simulated (and says so).
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 from coprocessor.measurement import code_measurement
 from relayer.chain import ChainClient
 from teebridge.anvil import DEV_KEYS, Anvil
-from teebridge.deploy import Deployment, deploy_all
+from teebridge.deploy import Deployment, FeedParams, deploy_all, deploy_feeds
 from teebridge.gatekeeper_service import GatekeeperService, Outcome
-from teebridge.processes import RELAYER_READY, Child, python_module
+from teebridge.price_replay import PriceReplay
+from teebridge.processes import FEEDER_READY, RELAYER_READY, Child, python_module
 from teebridge.registration import approve_jobs
 from verifier.gatekeeper import Allowlist, Registration, simulated_evaluator
 from verifier.hexutil import from_hex
 
-OWNER_KEY, GATEKEEPER_KEY, RELAYER_KEY, USER_KEY = DEV_KEYS[0], DEV_KEYS[1], DEV_KEYS[2], DEV_KEYS[3]
+OWNER_KEY, GATEKEEPER_KEY, RELAYER_KEY, USER_KEY, FEEDER_KEY = DEV_KEYS[:5]
+INITIAL_PRICES = {"ETH/USD": Decimal("3000"), "BTC/USD": Decimal("65000")}
 STATE_FILE = "stack.json"
 
 Progress = Callable[[str], None]
@@ -42,6 +47,11 @@ class LocalStack:
     write_deployment: Path | None = None
     relayer_poll_interval: float = 0.2
     with_relayer: bool = True
+    with_feeds: bool = False
+    """Also run a price replay server, ETH/USD and BTC/USD push feeds and a feed pusher."""
+    feed_interval: float = 1.0
+    price_walk_seconds: float = 0.0
+    """When > 0 (``teebridge up``), move the replayed prices by a small random step this often."""
     progress: Progress = _quiet
     anvil: Anvil = field(init=False)
     deployment: Deployment = field(init=False)
@@ -49,6 +59,8 @@ class LocalStack:
     gatekeeper: GatekeeperService = field(init=False)
     coprocessor: Child = field(init=False)
     relayer: Child | None = field(init=False, default=None)
+    feeder: Child | None = field(init=False, default=None)
+    price_replay: PriceReplay | None = field(init=False, default=None)
     coprocessor_url: str = field(init=False, default="")
     _own_workdir: bool = field(init=False, default=False)
 
@@ -77,11 +89,17 @@ class LocalStack:
         if self.write_deployment:
             self.deployment.save(self.write_deployment)
 
+        coprocessor_env = {}
+        if self.with_feeds:
+            self.progress("starting the price replay server (recorded exchange responses, prices you can move)")
+            self.price_replay = PriceReplay(dict(INITIAL_PRICES)).start()
+            coprocessor_env["TEEBRIDGE_COPROCESSOR_PRICE_BASE_URLS"] = f"*={self.price_replay.base_url}"
         self.progress("starting coprocessor (SIMULATED attestation: not a TEE)")
         self.coprocessor = Child(
             "coprocessor",
             python_module("coprocessor", "--data-dir", str(self.workdir / "coprocessor"), "--port", "0"),
             self.workdir / "coprocessor.log",
+            env=coprocessor_env,
         ).start()
         self.coprocessor_url = self.coprocessor.wait_for_url()
 
@@ -100,6 +118,8 @@ class LocalStack:
             raise RuntimeError(f"the gatekeeper did not register the coprocessor: {outcome}")
         self.registration = self.gatekeeper.registry_view(result.signer)
 
+        if self.with_feeds:
+            self._start_feeds(owner)
         if self.with_relayer:
             self.progress("starting relayer")
             self.relayer = self.start_relayer()
@@ -130,6 +150,47 @@ class LocalStack:
             env={"TEEBRIDGE_RELAYER_KEY": RELAYER_KEY, **(extra_env or {})},
         ).start()
 
+    def _start_feeds(self, owner: ChainClient) -> None:
+        assert self.workdir is not None
+        self.progress("deploying the ETH/USD and BTC/USD push feeds and starting the feed pusher")
+        self.deployment = deploy_feeds(owner, self.deployment, {pair: FeedParams() for pair in INITIAL_PRICES})
+        if self.write_deployment:
+            self.deployment.save(self.write_deployment)
+        feeds = [f"--feed={pair}={address}" for pair, address in self.deployment.feeds.items()]
+        self.feeder = Child(
+            "feeder",
+            python_module(
+                "relayer.feed_pusher",
+                "--rpc-url",
+                self.anvil.rpc_url,
+                "--registry",
+                self.deployment.registry,
+                "--coprocessor",
+                self.coprocessor_url,
+                "--batcher",
+                str(self.deployment.batcher),
+                "--interval",
+                str(self.feed_interval),
+                *feeds,
+            ),
+            self.workdir / "feeder.log",
+            env={"TEEBRIDGE_FEEDER_KEY": FEEDER_KEY},
+        ).start()
+        self.feeder.wait_for_line(FEEDER_READY, after=self.feeder.log_offset)
+        if self.price_walk_seconds > 0:
+            self._walk_stop = threading.Event()
+            threading.Thread(target=self._walk_prices, daemon=True).start()
+
+    def _walk_prices(self) -> None:
+        """A gentle random walk (up to ±1 % a step) so a running stack shows its feeds following the market."""
+        rng = random.Random()
+        prices = dict(INITIAL_PRICES)
+        while not self._walk_stop.wait(self.price_walk_seconds):
+            for pair, price in prices.items():
+                prices[pair] = (price * (1 + Decimal(rng.randint(-100, 100)) / 10_000)).quantize(Decimal("0.01"))
+                if self.price_replay is not None:
+                    self.price_replay.set_price(pair, prices[pair])
+
     def _write_state(self) -> None:
         assert self.workdir is not None
         state = {
@@ -137,16 +198,21 @@ class LocalStack:
             "coprocessorUrl": self.coprocessor_url,
             "deployment": json.loads(self.deployment.to_json()),
             "signer": self.registration.signer,
+            "priceReplayUrl": self.price_replay.base_url if self.price_replay else None,
             "logs": {"coprocessor": str(self.coprocessor.log_path), "relayer": str(self.workdir / "relayer.log")},
         }
         (self.workdir / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
 
     def stop(self) -> None:
         """Stop the relayer, the coprocessor and anvil (in that order); remove a temporary workdir."""
-        for name in ("relayer", "coprocessor"):
+        if getattr(self, "_walk_stop", None) is not None:
+            self._walk_stop.set()
+        for name in ("feeder", "relayer", "coprocessor"):
             child = getattr(self, name, None)
             if child is not None:
                 child.stop()
+        if getattr(self, "price_replay", None) is not None:
+            self.price_replay.stop()
         if getattr(self, "anvil", None) is not None:
             self.anvil.stop()
         if self._own_workdir and self.workdir is not None:

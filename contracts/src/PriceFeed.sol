@@ -77,9 +77,10 @@ contract PriceFeed is AggregatorV3Interface {
 
     /// @notice Store a new round from an enclave-signed report. Anyone may call it.
     /// @dev Reverts unless the report is for this feed, has this feed's decimals, at least `minSources`
-    ///      sources, an observedAt strictly after the latest round's and not after this block (no skew: a
-    ///      Chainlink-style consumer computes `block.timestamp - updatedAt`, which must never underflow), and
-    ///      a signature of a signer the registry authorizes.
+    ///      sources, an observedAt strictly after the latest report's and at most
+    ///      {TeeBridgePrice.MAX_FUTURE_SKEW} seconds after this block (enclave and block clocks differ), and a
+    ///      signature of a signer the registry authorizes. The round records min(observedAt, block.timestamp),
+    ///      so a Chainlink-style consumer's `block.timestamp - updatedAt` never underflows.
     /// @param report The signed report.
     /// @param r The signature's r.
     /// @param vs The signature's s with v's parity in the top bit (EIP-2098).
@@ -94,7 +95,7 @@ contract PriceFeed is AggregatorV3Interface {
         uint64 observedAt = report.observedAt;
         uint64 latestObservedAt = _latestObservedAt;
         if (observedAt <= latestObservedAt) revert NotNewer(observedAt, latestObservedAt);
-        if (observedAt > block.timestamp) revert TeeBridgePrice.FutureReport(observedAt, block.timestamp);
+        TeeBridgePrice.checkNotFuture(observedAt);
         int256 answer = report.answer;
         if (answer > type(int192).max || answer < type(int192).min) revert AnswerOutOfRange(answer);
         address signer = TeeBridgePrice.checkSigner(report, r, vs, registry);
@@ -102,11 +103,14 @@ contract PriceFeed is AggregatorV3Interface {
         unchecked {
             roundId = _latestRoundId + 1;
         }
+        // The round's time is never after this block, so `block.timestamp - updatedAt` cannot underflow in a
+        // Chainlink-style consumer; the raw observation time still orders the reports.
+        uint64 updatedAt = observedAt < block.timestamp ? observedAt : uint64(block.timestamp);
         _latestRoundId = roundId;
         _latestObservedAt = observedAt;
-        _rounds[roundId] = Round({answer: int192(answer), observedAt: observedAt});
-        emit NewRound(roundId, signer, observedAt);
-        emit AnswerUpdated(answer, roundId, observedAt);
+        _rounds[roundId] = Round({answer: int192(answer), observedAt: updatedAt});
+        emit NewRound(roundId, signer, updatedAt);
+        emit AnswerUpdated(answer, roundId, updatedAt);
     }
 
     /// @inheritdoc AggregatorV3Interface
