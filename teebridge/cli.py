@@ -38,6 +38,22 @@ def main(argv: list[str] | None = None) -> int:
     req.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the answer")
     req.add_argument("--state", type=Path, default=STATE_DIR / "stack.json", help="state file written by `up`")
 
+    feeds = sub.add_parser("feeds", help="push price feeds: list, show, add")
+    feeds_sub = feeds.add_subparsers(dest="action", required=True)
+    for action, text in (("list", "every feed with its latest answer and age"), ("show", "one feed's recent rounds")):
+        p = feeds_sub.add_parser(action, help=text)
+        if action == "show":
+            p.add_argument("pair", help="e.g. ETH/USD")
+            p.add_argument("--rounds", type=int, default=5, help="how many recent rounds")
+        p.add_argument("--state", type=Path, default=STATE_DIR / "stack.json", help="state file written by `up`")
+    add = feeds_sub.add_parser("add", help="deploy a new feed (owner key in TEEBRIDGE_DEPLOYER_KEY)")
+    add.add_argument("pair", help="e.g. SOL/USD")
+    add.add_argument("--decimals", type=int, default=8)
+    add.add_argument("--min-sources", type=int, default=3)
+    add.add_argument("--heartbeat", type=int, default=3600, help="seconds before the answer counts as stale")
+    add.add_argument("--rpc-url", required=True)
+    add.add_argument("--deployment", type=Path, required=True, help="deployments/<network>.json (updated)")
+
     status = sub.add_parser("status", help="show the running stack's pipeline")
     status.add_argument("--state", type=Path, default=STATE_DIR / "stack.json")
 
@@ -85,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         "gatekeeper": _gatekeeper,
         "deploy": _deploy,
         "attest": attest.run,
+        "feeds": _feeds,
     }[args.command]
     try:
         return handler(args)
@@ -136,6 +153,8 @@ def _up(args: argparse.Namespace) -> int:
         anvil_port=args.port,
         write_deployment=args.record or DEPLOYMENTS_DIR / "localhost.json",
         progress=lambda m: print(f"  - {m}"),
+        with_feeds=True,
+        price_walk_seconds=5.0,
     )
     with stack:
         d = stack.deployment
@@ -144,12 +163,15 @@ def _up(args: argparse.Namespace) -> int:
         print(f"Router           {d.router}")
         print(f"ExampleConsumer  {d.consumer}")
         print(f"coprocessor      {stack.coprocessor_url}   signer {stack.registration.signer} (SIMULATED attestation)")
-        print(f"logs             {stack.coprocessor.log_path}, {stack.workdir}/relayer.log")
+        for pair, address in d.feeds.items():
+            print(f"PriceFeed        {address}   {pair} (AggregatorV3Interface; prices replayed and moving)")
+        print(f"logs             {stack.coprocessor.log_path}, {stack.workdir}/relayer.log, {stack.workdir}/feeder.log")
         print("\nFunded test accounts (anvil's public development keys: never use them on a real network):")
         roles = ["owner", "gatekeeper", "relayer", "user", "spare", "spare"]
         for role, key in zip(roles, DEV_KEYS, strict=True):
             print(f"  {role:<10} {Account.from_key(key).address}  {key}")
         print("\nTry:  teebridge request confidential.credit-score@1 85000 22000 1 52")
+        print("      teebridge feeds list")
         print("Ctrl-C stops everything.")
         try:
             while stack.coprocessor.alive() and stack.relayer is not None and stack.relayer.alive():
@@ -248,6 +270,52 @@ def _status(args: argparse.Namespace) -> int:
     if db.exists():
         counts = Store(db).counts()
         print("requests  " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none yet"))
+    return 0
+
+
+def _feeds(args: argparse.Namespace) -> int:
+    from relayer.chain import ChainClient
+    from teebridge.deploy import Deployment, FeedParams, deploy_feeds
+
+    if args.action == "add":
+        key = os.environ.get("TEEBRIDGE_DEPLOYER_KEY")
+        if not key:
+            raise RuntimeError("set TEEBRIDGE_DEPLOYER_KEY to the registry owner's private key")
+        deployment = Deployment.load(args.deployment)
+        if args.pair in deployment.feeds:
+            raise ValueError(f"{args.pair} already has a feed at {deployment.feeds[args.pair]}")
+        params = FeedParams(args.decimals, args.min_sources, args.heartbeat)
+        updated = deploy_feeds(ChainClient(args.rpc_url, key), deployment, {args.pair: params})
+        updated.save(args.deployment)
+        print(f"{args.pair}: PriceFeed {updated.feeds[args.pair]} (record updated: {args.deployment})")
+        print("add it to the feed pusher: --feed " + f"{args.pair}={updated.feeds[args.pair]}")
+        return 0
+
+    from teebridge.stack import USER_KEY
+
+    state = _load_state(args.state)
+    client = ChainClient(state["rpcUrl"], USER_KEY)
+    now = client.w3.eth.get_block("latest")["timestamp"]
+    feeds = state["deployment"].get("feeds") or {}
+    if not feeds:
+        print("no push feeds in this stack")
+        return 0
+    pairs = [args.pair] if args.action == "show" else sorted(feeds)
+    for pair in pairs:
+        if pair not in feeds:
+            raise ValueError(f"no feed for {pair}; feeds: {', '.join(sorted(feeds))}")
+        feed = client.contract("PriceFeed", feeds[pair])
+        decimals = feed.functions.decimals().call()
+        latest = feed.functions.latestRound().call()
+        if latest == 0:
+            print(f"{pair:<9} {feeds[pair]}  no rounds yet")
+            continue
+        count = args.rounds if args.action == "show" else 1
+        for round_id in range(latest, max(0, latest - count), -1):
+            _, answer, _, updated_at, _ = feed.functions.getRoundData(round_id).call()
+            price = answer / 10**decimals
+            print(f"{pair:<9} round {round_id:<5} {price:>14,.{min(decimals, 4)}f}  {now - updated_at:>6}s old  "
+                  f"{feeds[pair] if round_id == latest else ''}")
     return 0
 
 

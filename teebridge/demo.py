@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 
 import eth_abi
 
@@ -28,12 +29,16 @@ class DemoResult:
     score: int
     seconds: float
     input_bytes: bytes
+    feed_seconds: float
 
 
 def run_demo(say=print) -> DemoResult:
     """Start a local stack, send one encrypted credit-score request, print and return what happened."""
     started = time.monotonic()
-    with LocalStack(write_deployment=DEPLOYMENTS_DIR / "localhost.json", progress=lambda m: say(f"  - {m}")) as stack:
+    stack = LocalStack(
+        write_deployment=DEPLOYMENTS_DIR / "localhost.json", progress=lambda m: say(f"  - {m}"), with_feeds=True
+    )
+    with stack:
         d = stack.deployment
         say(
             f"stack up in {time.monotonic() - started:.1f}s: anvil {stack.anvil.rpc_url}, router {d.router}, "
@@ -74,5 +79,30 @@ def run_demo(say=print) -> DemoResult:
         )
         say(f"ANSWER: credit score {score}")
         say(f"request -> fulfilment: {seconds:.2f}s wall clock, {answer.block_number - sent.block_number} block(s)")
-        say("stopping relayer, coprocessor and anvil")
-        return DemoResult(sent, answer, score, seconds, envelope)
+        feed_seconds = _show_price_feed(stack, user, say)
+        say("stopping the feed pusher, relayer, coprocessor, price replay and anvil")
+        return DemoResult(sent, answer, score, seconds, envelope, feed_seconds)
+
+
+def _show_price_feed(stack: LocalStack, user: ChainClient, say) -> float:
+    """Move ETH/USD at the (replayed) exchanges and time the on-chain feed catching up."""
+    feed = user.contract("PriceFeed", stack.deployment.feeds["ETH/USD"])
+    deadline = time.monotonic() + 30
+    while feed.functions.latestRound().call() == 0:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the ETH/USD feed got no first round; see the feeder log")
+        time.sleep(0.1)
+    before = feed.functions.latestRoundData().call()
+    say(f"ETH/USD feed {feed.address}: round {before[0]} = {before[1] / 1e8:,.2f} (AggregatorV3Interface)")
+    assert stack.price_replay is not None
+    stack.price_replay.set_price("ETH/USD", Decimal("3090"))
+    say("the exchanges now quote ETH/USD at 3,090.00 (+3 %): waiting for the feed...")
+    t0 = time.monotonic()
+    while feed.functions.latestRoundData().call()[1] != 3090 * 10**8:
+        if time.monotonic() - t0 > 30:
+            raise RuntimeError("the ETH/USD feed did not follow the price; see the feeder log")
+        time.sleep(0.05)
+    seconds = time.monotonic() - t0
+    after = feed.functions.latestRoundData().call()
+    say(f"ETH/USD feed: round {after[0]} = {after[1] / 1e8:,.2f}, {seconds:.2f}s after the price moved")
+    return seconds

@@ -51,12 +51,25 @@ def test_up_request_status_and_ctrl_c(tmp_path: Path) -> None:
         assert echo.returncode == 0, echo.stderr
         assert "(plain)" in echo.stdout and "0x68656c6c6f" in echo.stdout
 
+        on_demand = run("request", "price@1", "ETH/USD", "8", "--plain", "--state", state_file)
+        assert on_demand.returncode == 0, on_demand.stderr
+        price, sources, _observed = on_demand.stdout.strip().splitlines()[-1].removeprefix("answer: ").split(", ")
+        assert int(price) > 0 and int(sources) >= 3
+
+        deadline = time.monotonic() + 20
+        while "round" not in (listing := run("feeds", "list", "--state", state_file)).stdout:
+            assert time.monotonic() < deadline, listing.stdout + listing.stderr
+            time.sleep(0.2)
+        assert "ETH/USD" in listing.stdout and "BTC/USD" in listing.stdout
+        shown = run("feeds", "show", "ETH/USD", "--rounds", "3", "--state", state_file)
+        assert shown.returncode == 0 and shown.stdout.count("ETH/USD") >= 1
+
         bad = run("request", "no.such@1", "--state", state_file)
         assert bad.returncode == 1 and "has no job no.such@1" in bad.stderr
 
         # `request` returns once the Fulfilled event is on-chain; the relayer records it a moment later.
         deadline = time.monotonic() + 20
-        while "delivered 2" not in (status := run("status", "--state", state_file)).stdout:
+        while "delivered 3" not in (status := run("status", "--state", state_file)).stdout:
             assert time.monotonic() < deadline, status.stdout
             time.sleep(0.2)
         assert status.returncode == 0 and "enclave" in status.stdout
