@@ -314,8 +314,10 @@ def _feeds(args: argparse.Namespace) -> int:
         for round_id in range(latest, max(0, latest - count), -1):
             _, answer, _, updated_at, _ = feed.functions.getRoundData(round_id).call()
             price = answer / 10**decimals
-            print(f"{pair:<9} round {round_id:<5} {price:>14,.{min(decimals, 4)}f}  {now - updated_at:>6}s old  "
-                  f"{feeds[pair] if round_id == latest else ''}")
+            print(
+                f"{pair:<9} round {round_id:<5} {price:>14,.{min(decimals, 4)}f}  {now - updated_at:>6}s old  "
+                f"{feeds[pair] if round_id == latest else ''}"
+            )
     return 0
 
 
