@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -10,6 +11,9 @@ import time
 from pathlib import Path
 
 import httpx
+
+from relayer.chain import ChainClient
+from teebridge.anvil import DEV_KEYS
 
 TEEBRIDGE = [sys.executable, "-m", "teebridge.cli"]
 
@@ -63,6 +67,29 @@ def test_up_request_status_and_ctrl_c(tmp_path: Path) -> None:
         assert "ETH/USD" in listing.stdout and "BTC/USD" in listing.stdout
         shown = run("feeds", "show", "ETH/USD", "--rounds", "3", "--state", state_file)
         assert shown.returncode == 0 and shown.stdout.count("ETH/USD") >= 1
+
+        added = subprocess.run(
+            [
+                *TEEBRIDGE,
+                "feeds",
+                "add",
+                "SOL/USD",
+                "--heartbeat",
+                "600",
+                "--rpc-url",
+                state["rpcUrl"],
+                "--deployment",
+                str(record),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "TEEBRIDGE_DEPLOYER_KEY": DEV_KEYS[0]},
+        )
+        assert added.returncode == 0, added.stderr
+        sol = json.loads(record.read_text())["feeds"]["SOL/USD"]
+        feed = ChainClient(state["rpcUrl"], DEV_KEYS[3]).contract("PriceFeed", sol)
+        assert feed.functions.description().call() == "SOL / USD" and feed.functions.heartbeat().call() == 600
 
         bad = run("request", "no.such@1", "--state", state_file)
         assert bad.returncode == 1 and "has no job no.such@1" in bad.stderr
