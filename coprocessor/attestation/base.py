@@ -92,6 +92,31 @@ def measure_at_start(source: str, take_quote: Callable[[bytes], bytes], measure:
     return value
 
 
+class DeviceQuoteProvider:
+    """Shared shape of the providers that read a quote from a device file tree (TDX configfs-tsm, Gramine).
+
+    Subclasses set ``kind`` and ``_measurement`` (from :func:`measure_at_start`) and implement
+    :meth:`raw_quote`; the evidence is ``{"kind": kind, "insecure": false, "quote": "0x<raw quote>"}``.
+    """
+
+    kind: str
+    insecure = False
+    warning: str | None = None
+    _measurement: bytes
+
+    def measurement(self) -> bytes:
+        """The measurement computed at start from a quote over zero report data."""
+        return self._measurement
+
+    def quote(self, report_data: bytes) -> dict[str, Any]:
+        """The evidence for ``report_data`` (64 bytes)."""
+        return {"kind": self.kind, "insecure": self.insecure, "quote": quote_hex(self.raw_quote(report_data))}
+
+    def raw_quote(self, report_data: bytes) -> bytes:
+        """The raw DCAP quote over ``report_data``."""
+        raise NotImplementedError
+
+
 def quote_hex(raw: bytes) -> str:
     """``0x``-prefixed lower-case hex of a raw quote, as evidence documents carry it."""
     return "0x" + raw.hex()

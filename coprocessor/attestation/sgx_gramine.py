@@ -15,27 +15,24 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
 
 from coprocessor.attestation.base import (
     AttestationUnavailableError,
+    DeviceQuoteProvider,
     FileIO,
     Measure,
     QuoteError,
     check_report_data,
     measure_at_start,
-    quote_hex,
 )
 
 REQUIRED_ATTESTATION_TYPE = "dcap"
 
 
-class SgxGramineQuoteProvider:
+class SgxGramineQuoteProvider(DeviceQuoteProvider):
     """SGX DCAP quotes from Gramine's attestation pseudo-directory ``root`` (normally ``/dev/attestation``)."""
 
     kind = "sgx"
-    insecure = False
-    warning: str | None = None
 
     def __init__(self, root: Path, measure: Measure, *, io: FileIO | None = None):
         """Check ``attestation_type`` is ``dcap``, then take one quote over zero report data and measure it.
@@ -59,14 +56,6 @@ class SgxGramineQuoteProvider:
                 'sgx.remote_attestation = "dcap" in the manifest'
             )
         self._measurement = measure_at_start("sgx (Gramine)", self.raw_quote, measure)
-
-    def measurement(self) -> bytes:
-        """The measurement computed at start from a quote over zero report data."""
-        return self._measurement
-
-    def quote(self, report_data: bytes) -> dict[str, Any]:
-        """``{"kind": "sgx", "insecure": false, "quote": "0x<quote>"}`` for ``report_data`` (64 bytes)."""
-        return {"kind": self.kind, "insecure": self.insecure, "quote": quote_hex(self.raw_quote(report_data))}
 
     def raw_quote(self, report_data: bytes) -> bytes:
         """The raw DCAP quote over ``report_data``; ``QuoteError`` if Gramine fails or returns nothing."""

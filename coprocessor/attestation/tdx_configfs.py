@@ -20,16 +20,15 @@ import logging
 import os
 import secrets
 from pathlib import Path
-from typing import Any
 
 from coprocessor.attestation.base import (
     AttestationUnavailableError,
+    DeviceQuoteProvider,
     FileIO,
     Measure,
     QuoteError,
     check_report_data,
     measure_at_start,
-    quote_hex,
 )
 
 log = logging.getLogger(__name__)
@@ -39,12 +38,10 @@ TDX_PROVIDER = "tdx_guest"
 DEFAULT_ATTEMPTS = 3
 
 
-class TdxConfigfsQuoteProvider:
+class TdxConfigfsQuoteProvider(DeviceQuoteProvider):
     """TDX quotes from configfs-tsm under ``root`` (normally ``/sys/kernel/config/tsm/report``)."""
 
     kind = "tdx"
-    insecure = False
-    warning: str | None = None
 
     def __init__(self, root: Path, measure: Measure, *, io: FileIO | None = None, attempts: int = DEFAULT_ATTEMPTS):
         """Check ``root`` exists, then take one quote over zero report data and measure it.
@@ -64,14 +61,6 @@ class TdxConfigfsQuoteProvider:
                 "or without CONFIG_TSM_REPORTS, or configfs is not mounted (mount -t configfs none /sys/kernel/config)"
             )
         self._measurement = measure_at_start("tdx (configfs-tsm)", self.raw_quote, measure)
-
-    def measurement(self) -> bytes:
-        """The measurement computed at start from a quote over zero report data."""
-        return self._measurement
-
-    def quote(self, report_data: bytes) -> dict[str, Any]:
-        """``{"kind": "tdx", "insecure": false, "quote": "0x<outblob>"}`` for ``report_data`` (64 bytes)."""
-        return {"kind": self.kind, "insecure": self.insecure, "quote": quote_hex(self.raw_quote(report_data))}
 
     def raw_quote(self, report_data: bytes) -> bytes:
         """The raw quote (``outblob``) over ``report_data``; ``QuoteError`` if every attempt raced or failed."""
