@@ -9,10 +9,12 @@ report, so no update rather than a bad one.
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 from web3.exceptions import ContractCustomError, ContractLogicError
@@ -52,6 +54,8 @@ class FeedPusher:
     feeds: list[FeedConfig]
     batcher: str | None = None
     interval: float = 5.0
+    record: Path | None = None
+    """A deployment record to re-read every pass: its feeds and their ``feed_settings`` replace ``feeds``."""
     _chain_id: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -66,8 +70,28 @@ class FeedPusher:
             return None  # NoDataPresent
         return OnChainRound(round_id, answer, updated_at)
 
+    def reload(self) -> None:
+        """Take the feed list and push settings from ``record`` (heartbeat and decimals come from the feeds)."""
+        if self.record is None:
+            return
+        doc = json.loads(self.record.read_text())
+        known = {f.pair: f for f in self.feeds}
+        feeds = []
+        for pair, address in sorted((doc.get("feeds") or {}).items()):
+            settings = (doc.get("feed_settings") or {}).get(pair, {})
+            base = known.get(pair)
+            if base is None or base.address != address:
+                contract = self.chain.contract("PriceFeed", address)
+                base = FeedConfig(
+                    pair, address, contract.functions.decimals().call(), heartbeat=contract.functions.heartbeat().call()
+                )
+            feeds.append(replace(base, deviation_bps=int(settings.get("deviation_bps", base.deviation_bps))))
+        self.feeds = feeds
+        self.batcher = doc.get("batcher") or self.batcher
+
     def tick(self) -> list[FeedOutcome]:
         """One pass over every feed; returns what happened to each."""
+        self.reload()
         now = self.chain.w3.eth.get_block("latest")["timestamp"]
         outcomes: dict[str, FeedOutcome] = {}
         due: list[tuple[FeedConfig, SignedPriceReport]] = []
@@ -132,6 +156,7 @@ class FeedPusher:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: scheduler.shutdown(wait=False))
+        self.reload()
         log.info("pushing %s every %.1fs", ", ".join(f.pair for f in self.feeds), self.interval)
         self.tick()
         scheduler.start()
@@ -162,9 +187,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--registry", required=True, help="EnclaveRegistry address (the reports' EIP-712 domain)")
     parser.add_argument("--coprocessor", required=True, help="coprocessor base URL")
     parser.add_argument("--batcher", help="PriceFeedBatcher address, to update several feeds in one transaction")
-    parser.add_argument("--feed", action="append", required=True, type=parse_feed, help="PAIR=ADDRESS[,opt=v]")
+    parser.add_argument("--feed", action="append", default=[], type=parse_feed, help="PAIR=ADDRESS[,opt=v]")
+    parser.add_argument(
+        "--deployment", type=Path, help="deployment record to follow: its feeds and feed_settings, re-read every pass"
+    )
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between passes")
     args = parser.parse_args(argv)
+    if not args.feed and not args.deployment:
+        parser.error("give --feed PAIR=ADDRESS (repeatable) or --deployment FILE")
     key = os.environ.get("TEEBRIDGE_FEEDER_KEY")
     if not key:
         parser.error("set TEEBRIDGE_FEEDER_KEY to the pushing account's private key")
@@ -176,6 +206,7 @@ def main(argv: list[str] | None = None) -> None:
         args.feed,
         batcher=args.batcher,
         interval=args.interval,
+        record=args.deployment,
     ).run_forever()
 
 

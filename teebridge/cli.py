@@ -46,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("pair", help="e.g. ETH/USD")
             p.add_argument("--rounds", type=int, default=5, help="how many recent rounds")
         p.add_argument("--state", type=Path, default=STATE_DIR / "stack.json", help="state file written by `up`")
+    change = feeds_sub.add_parser("set", help="change a feed's push policy; a running pusher picks it up")
+    change.add_argument("pair", help="e.g. ETH/USD")
+    change.add_argument("--deviation-bps", type=int, required=True, help="push on moves of at least this (1 = 0.01 %%)")
+    change.add_argument("--deployment", type=Path, required=True, help="the record the pusher follows")
     add = feeds_sub.add_parser("add", help="deploy a new feed (owner key in TEEBRIDGE_DEPLOYER_KEY)")
     add.add_argument("pair", help="e.g. SOL/USD")
     add.add_argument("--decimals", type=int, default=8)
@@ -274,9 +278,21 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _feeds(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from relayer.chain import ChainClient
     from teebridge.deploy import Deployment, FeedParams, deploy_feeds
 
+    if args.action == "set":
+        deployment = Deployment.load(args.deployment)
+        if args.pair not in deployment.feeds:
+            raise ValueError(f"no feed for {args.pair} in {args.deployment}")
+        if args.deviation_bps < 1:
+            raise ValueError("--deviation-bps must be at least 1")
+        settings = {**deployment.feed_settings, args.pair: {"deviation_bps": args.deviation_bps}}
+        replace(deployment, feed_settings=settings).save(args.deployment)
+        print(f"{args.pair}: push on moves of {args.deviation_bps} bps or more (heartbeat unchanged: on-chain)")
+        return 0
     if args.action == "add":
         key = os.environ.get("TEEBRIDGE_DEPLOYER_KEY")
         if not key:

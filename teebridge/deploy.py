@@ -30,6 +30,8 @@ class Deployment:
     batcher: str | None = None
     feeds: dict[str, str] = field(default_factory=dict)
     """Push feeds: pair (e.g. "ETH/USD") -> PriceFeed address."""
+    feed_settings: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Off-chain push policy per pair, e.g. {"deviation_bps": 50}; the pusher re-reads it every pass."""
 
     def to_json(self) -> str:
         """The record as written to ``deployments/<network>.json``."""

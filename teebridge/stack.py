@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -61,6 +61,8 @@ class LocalStack:
     relayer: Child | None = field(init=False, default=None)
     feeder: Child | None = field(init=False, default=None)
     price_replay: PriceReplay | None = field(init=False, default=None)
+    record: Path | None = field(init=False, default=None)
+    """The deployment record the feed pusher follows (``teebridge feeds set`` edits it)."""
     coprocessor_url: str = field(init=False, default="")
     _own_workdir: bool = field(init=False, default=False)
 
@@ -154,9 +156,13 @@ class LocalStack:
         assert self.workdir is not None
         self.progress("deploying the ETH/USD and BTC/USD push feeds and starting the feed pusher")
         self.deployment = deploy_feeds(owner, self.deployment, {pair: FeedParams() for pair in INITIAL_PRICES})
+        self.deployment = replace(
+            self.deployment, feed_settings={pair: {"deviation_bps": 50} for pair in self.deployment.feeds}
+        )
         if self.write_deployment:
             self.deployment.save(self.write_deployment)
-        feeds = [f"--feed={pair}={address}" for pair, address in self.deployment.feeds.items()]
+        self.record = self.write_deployment or self.workdir / "deployment.json"
+        self.deployment.save(self.record)
         self.feeder = Child(
             "feeder",
             python_module(
@@ -171,7 +177,8 @@ class LocalStack:
                 str(self.deployment.batcher),
                 "--interval",
                 str(self.feed_interval),
-                *feeds,
+                "--deployment",
+                str(self.record),
             ),
             self.workdir / "feeder.log",
             env={"TEEBRIDGE_FEEDER_KEY": FEEDER_KEY},
@@ -199,6 +206,7 @@ class LocalStack:
             "deployment": json.loads(self.deployment.to_json()),
             "signer": self.registration.signer,
             "priceReplayUrl": self.price_replay.base_url if self.price_replay else None,
+            "record": str(self.record) if self.record else None,
             "logs": {"coprocessor": str(self.coprocessor.log_path), "relayer": str(self.workdir / "relayer.log")},
         }
         (self.workdir / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")

@@ -75,7 +75,25 @@ def test_feeds_due_together_go_in_one_transaction(local: LocalStack) -> None:
     assert eth_blocks & btc_blocks, "both updates landed in one batched transaction"
 
 
+def test_changing_the_deviation_threshold_reaches_the_running_pusher(local: LocalStack) -> None:
+    from teebridge.cli import main as teebridge
+
+    eth = feeds(local)["ETH/USD"]
+    until(lambda: eth.functions.latestRound().call() >= 1)
+    local.price_replay.set_price("ETH/USD", Decimal("3000"))
+    until(lambda: answer(eth) == 3000 * 10**8)
+    record = str(local.record)
+    assert teebridge(["feeds", "set", "ETH/USD", "--deviation-bps", "1000", "--deployment", record]) == 0
+    time.sleep(1.0)  # let the pusher re-read the record
+    local.price_replay.set_price("ETH/USD", Decimal("3090"))  # +3 %: under the new 10 % threshold
+    time.sleep(2.5)
+    assert answer(eth) == 3000 * 10**8
+    assert teebridge(["feeds", "set", "ETH/USD", "--deviation-bps", "50", "--deployment", record]) == 0
+    until(lambda: answer(eth) == 3090 * 10**8)
+
+
 def test_heartbeat_pushes_an_unchanged_price_before_it_goes_stale(local: LocalStack) -> None:
+    # Keep this test last: it moves the chain's clock 3300 s ahead of the wall clock for the module.
     btc = feeds(local)["BTC/USD"]
     until(lambda: btc.functions.latestRound().call() >= 1)
     rounds = btc.functions.latestRound().call()
