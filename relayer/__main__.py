@@ -19,9 +19,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--db", required=True, type=Path, help="SQLite file for the relayer's state")
     parser.add_argument("--start-block", type=int, default=0, help="first block to scan when the db is new")
     parser.add_argument("--confirmations", type=int, default=0, help="blocks to wait before reading a log")
+    parser.add_argument("--reorg-window", type=int, default=128, help="recent block hashes kept to detect reorgs")
     parser.add_argument("--poll-interval", type=float, default=0.5, help="seconds between passes")
     parser.add_argument("--max-batch", type=int, default=32, help="most fulfilments per transaction")
+    parser.add_argument(
+        "--metrics-port", type=int, default=0, help="serve /metrics and /health on 127.0.0.1 at this port (0 = off)"
+    )
+    parser.add_argument(
+        "--min-balance-wei", type=int, default=0, help="log a WARNING when the relayer balance is below this (0 = off)"
+    )
+    parser.add_argument(
+        "--balance-alert-minutes", type=float, default=30.0, help="minutes between two low-balance warnings"
+    )
+    parser.add_argument(
+        "--auto-cancel",
+        action="store_true",
+        help="call Router.cancel for expired requests (refunds the requester; the relayer pays the gas)",
+    )
     args = parser.parse_args(argv)
+    if not 0 <= args.metrics_port <= 65535:
+        parser.error("--metrics-port must be between 0 and 65535")
     key = os.environ.get("TEEBRIDGE_RELAYER_KEY")
     if not key:
         parser.error("set TEEBRIDGE_RELAYER_KEY to the relayer account's private key (never pass keys as arguments)")
@@ -34,8 +51,13 @@ def main(argv: list[str] | None = None) -> None:
         db_path=args.db,
         start_block=args.start_block,
         confirmations=args.confirmations,
+        reorg_window=args.reorg_window,
         poll_interval=args.poll_interval,
         max_batch=args.max_batch,
+        metrics_port=args.metrics_port,
+        min_balance_wei=args.min_balance_wei,
+        balance_alert_interval=args.balance_alert_minutes * 60,
+        auto_cancel=args.auto_cancel,
     )
     Relayer(config).run_forever()
 

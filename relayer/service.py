@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
+import sqlite3
 import threading
+import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import httpx
 from apscheduler.schedulers.blocking import BlockingScheduler
+from web3.exceptions import ContractLogicError, TransactionNotFound
+from web3.logs import DISCARD
 
 from relayer.chain import ChainClient
 from relayer.coprocessor_client import CoprocessorClient, CoprocessorError
-from relayer.store import EXECUTED, EXPIRED, FAILED, PENDING, Store, StoredRequest
+from relayer.health import HealthServer
+from relayer.metrics import RelayerMetrics
+from relayer.revert_reasons import describe_revert
+from relayer.store import DELIVERED, EXECUTED, EXPIRED, FAILED, PENDING, TX_DROPPED, TX_MINED, Store, StoredRequest
 from relayer.submitter import SubmitPolicy, Submitter
-from relayer.watcher import Watcher
+from relayer.watcher import DEFAULT_REORG_WINDOW, Watcher
+from verifier.hexutil import to_hex
 from verifier.protocol import Domain
 from verifier.signed_result import SignedResultError, verify_signed_result
 
@@ -32,9 +44,28 @@ class RelayerConfig:
     db_path: Path
     start_block: int = 0
     confirmations: int = 0
+    reorg_window: int = DEFAULT_REORG_WINDOW
     poll_interval: float = 0.5
     max_batch: int = 32
     retry_delay: float = 1.0
+    metrics_port: int = 0
+    """Serve ``/metrics`` and ``/health`` on 127.0.0.1 at this port from :meth:`Relayer.run_forever`; 0 = off."""
+    min_balance_wei: int = 0
+    """Log a WARNING when the relayer account's balance is below this; 0 = never."""
+    balance_alert_interval: float = 1800.0
+    """Seconds between two low-balance warnings while the balance stays low."""
+    auto_cancel: bool = False
+    """Call ``Router.cancel`` for this relayer's expired requests (refunds the requester; the relayer pays gas)."""
+    stale_after: float | None = None
+    """``/health`` is degraded when no pass succeeded for this long; default ``max(10, 10 * poll_interval)``."""
+    probe_interval: float = 10.0
+    """Seconds between two coprocessor health probes."""
+
+
+#: A request's ``outcome`` holds this key (as JSON) once auto-cancel has acted on it.
+AUTO_CANCEL_KEY = "autoCancel"
+#: How many expired requests the auto-cancel stage looks at per pass.
+AUTO_CANCEL_SCAN = 100_000
 
 
 @dataclass
@@ -45,7 +76,66 @@ class TickReport:
     executed: int = 0
     submitted: int = 0
     expired: int = 0
+    cancelled: int = 0
     errors: list[str] = field(default_factory=list)
+
+
+def failure_reason(outcome: str) -> str:
+    """A short, low-cardinality label for why a request ended ``failed`` (for the metrics)."""
+    if outcome.startswith("coprocessor refused"):
+        return "coprocessor_refused"
+    if outcome.startswith("router refused"):
+        return "router_" + outcome.rsplit(": ", 1)[-1].strip().replace(" ", "_")
+    return "other"
+
+
+def auto_cancel_record(outcome: str | None) -> dict[str, Any] | None:
+    """The auto-cancel record stored in an expired request's ``outcome``, or None if it has none."""
+    if not outcome or not outcome.startswith("{"):
+        return None
+    try:
+        record = json.loads(outcome)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and AUTO_CANCEL_KEY in record else None
+
+
+class ObservedStore(Store):
+    """The relayer's :class:`Store`, telling the relayer about state changes so it can keep metrics.
+
+    The hooks run after the write succeeded and never raise into the caller: metrics are best effort.
+    """
+
+    observer: Relayer | None = None
+
+    def _requests_added(self, name: str, requests: Any, *args: Any, **kwargs: Any) -> int:
+        items = list(requests)
+        added = getattr(super(), name)(items, *args, **kwargs)
+        if self.observer is not None:
+            self.observer._observe("seen", items, added)
+        return added
+
+    def add_requests(self, requests: Any, *args: Any, **kwargs: Any) -> int:
+        """:meth:`Store.add_requests`, observed."""
+        return self._requests_added("add_requests", requests, *args, **kwargs)
+
+    def record_scan(self, requests: Any, *args: Any, **kwargs: Any) -> int:
+        """``Store.record_scan`` (reorg-safe scanning), observed."""
+        return self._requests_added("record_scan", requests, *args, **kwargs)
+
+    def mark_final(self, request_id: bytes, state: str, outcome: str) -> None:
+        """:meth:`Store.mark_final`, observed (only real state changes count)."""
+        before = self.get(request_id) if self.observer is not None else None
+        super().mark_final(request_id, state, outcome)
+        if self.observer is not None and before is not None and before.state != state:
+            self.observer._observe("final", before, state, outcome)
+
+    def close_transaction(self, tx_hash: str, state: str, *, requeue: Any = ()) -> None:
+        """:meth:`Store.close_transaction`, observed."""
+        requeue = list(requeue)
+        super().close_transaction(tx_hash, state, requeue=requeue)
+        if self.observer is not None:
+            self.observer._observe("tx", tx_hash, state)
 
 
 class Relayer:
@@ -57,11 +147,28 @@ class Relayer:
         self.router = self.chain.contract("Router", config.router)
         self.chain_id = self.chain.chain_id
         self.domain = Domain(self.chain_id, self.router.address)
-        self.store = Store(config.db_path)
+        self.metrics = RelayerMetrics()
+        self._seen_at: dict[bytes, float] = {}
+        self._health_lock = threading.Lock()
+        self._last_tick_ok: float | None = None
+        self._last_errors: list[str] = []
+        self._counts: dict[str, int] = {}
+        self._balance: int | None = None
+        self._coprocessor_up: bool | None = None
+        self._next_probe = 0.0
+        self._last_balance_alert: float | None = None
+        self._health_server: HealthServer | None = None
+        self.store = ObservedStore(config.db_path)
+        self.store.observer = self
         self.store.bind(self.chain_id, self.router.address)
         self.coprocessor = CoprocessorClient(config.coprocessor_url)
         self.watcher = Watcher(
-            self.chain.w3, self.router, self.store, start_block=config.start_block, confirmations=config.confirmations
+            self.chain.w3,
+            self.router,
+            self.store,
+            start_block=config.start_block,
+            confirmations=config.confirmations,
+            reorg_window=config.reorg_window,
         )
         self.submitter = Submitter(
             self.chain,
@@ -71,9 +178,19 @@ class Relayer:
         )
 
     def close(self) -> None:
-        """Release the database and HTTP connections."""
+        """Stop the health server; release the database and HTTP connections."""
+        if self._health_server is not None:
+            self._health_server.stop()
+            self._health_server = None
         self.coprocessor.close()
         self.store.close()
+
+    def serve_health(self, port: int | None = None) -> HealthServer:
+        """Start the ``/metrics`` and ``/health`` server on 127.0.0.1 (``config.metrics_port`` by default)."""
+        if self._health_server is None:
+            chosen = self.config.metrics_port if port is None else port
+            self._health_server = HealthServer(chosen, self.metrics.render, self.health_report).start()
+        return self._health_server
 
     def tick(self) -> TickReport:
         """One full pass. Each stage runs even if an earlier one failed; errors are logged and reported."""
@@ -86,12 +203,25 @@ class Relayer:
             "settle": self._reconcile,
             "expire": self._expire,
         }
+        if self.config.auto_cancel:
+            stages["cancel"] = self._cancel
+        stages["observe"] = self._observe_chain
         for name, stage in stages.items():
             try:
                 stage(report)
             except Exception as exc:  # a flaky RPC or coprocessor must not kill the loop
                 log.warning("%s failed: %s", name, exc)
                 report.errors.append(f"{name}: {exc}")
+                self.metrics.tick_errors.inc(stage=name)
+        now = time.time()
+        self.metrics.ticks.inc()
+        self.metrics.last_tick.set(now)
+        with self._health_lock:
+            self._last_errors = list(report.errors)
+            if not report.errors:
+                self._last_tick_ok = now
+        if not report.errors:
+            self.metrics.last_success.set(now)
         return report
 
     def _reconcile(self, report: TickReport) -> None:
@@ -145,6 +275,226 @@ class Relayer:
                     self.store.mark_final(stored.request_id, EXPIRED, "expired before delivery; cancel() refunds")
                     report.expired += 1
 
+    # ---------------------------------------------------------------- auto-cancel
+
+    def _cancel(self, report: TickReport) -> None:
+        """Refund this relayer's expired requests with ``Router.cancel``, and follow up on cancels sent earlier."""
+        expired = self.store.in_state(EXPIRED, limit=AUTO_CANCEL_SCAN)
+        if not expired:
+            return
+        now = self.chain.w3.eth.get_block("latest")["timestamp"]
+        for stored in expired:
+            record = auto_cancel_record(stored.outcome)
+            if record is None:
+                report.cancelled += self._send_cancel(stored, now)
+            elif record[AUTO_CANCEL_KEY] == "sent":
+                self._follow_cancel(stored, record)
+
+    def _record_cancel(self, stored: StoredRequest, status: str, **details: Any) -> None:
+        """Write the auto-cancel record into the request's outcome (it stays ``expired``)."""
+        previous = auto_cancel_record(stored.outcome)
+        expired = previous["expired"] if previous else stored.outcome
+        record = {AUTO_CANCEL_KEY: status, **details, "expired": expired}
+        self.store.mark_final(stored.request_id, EXPIRED, json.dumps(record))
+        if status != "sent":
+            self.metrics.cancels.inc(outcome=status)
+            log.info("request %s: auto-cancel %s", stored.request_id.hex(), status)
+
+    def _send_cancel(self, stored: StoredRequest, now: int) -> int:
+        """Sign, persist and broadcast a cancel for one expired request; 1 if a transaction was sent."""
+        if now <= stored.expiry:
+            return 0  # not expired on-chain (cannot happen for a request the relayer closed as expired)
+        if int.from_bytes(self.router.functions.commitments(stored.request_id).call(), "big") == 0:
+            self._record_cancel(stored, "not_pending")
+            return 0
+        call = self.router.functions.cancel(stored.request().as_tuple())
+        address = self.chain.address
+        try:
+            gas = call.estimate_gas({"from": address})
+        except ContractLogicError as exc:
+            self._record_cancel(stored, "failed", error=describe_revert(exc))
+            return 0
+        w3 = self.chain.w3
+        nonce = max(self.store.next_nonce() or 0, w3.eth.get_transaction_count(address, "pending"))
+        tx = call.build_transaction(
+            {
+                "from": address,
+                "nonce": nonce,
+                "gas": int(gas * self.submitter.policy.gas_margin) + self.submitter.policy.gas_extra,
+                "chainId": self.chain_id,
+            }
+        )
+        signed = self.chain.account.sign_transaction(tx)
+        tx_hash = signed.hash.to_0x_hex()
+        raw = bytes(signed.raw_transaction)
+        # Durable before broadcast, like the submitter: a restart follows this transaction, never signs a twin.
+        self._record_cancel(stored, "sent", tx=tx_hash, nonce=nonce, raw=raw.hex())
+        self._broadcast_cancel(raw, tx_hash)
+        log.info("request %s expired: sent cancel %s (nonce %d)", stored.request_id.hex(), tx_hash, nonce)
+        return 1
+
+    def _broadcast_cancel(self, raw: bytes, tx_hash: str) -> None:
+        try:
+            self.chain.w3.eth.send_raw_transaction(raw)
+        except Exception as exc:  # known already, or the node is down: the follow-up decides
+            log.warning("broadcast of cancel %s failed (%s); will follow up", tx_hash, exc)
+
+    def _follow_cancel(self, stored: StoredRequest, record: dict[str, Any]) -> None:
+        """Read the receipt of a cancel sent earlier and record how it ended."""
+        w3 = self.chain.w3
+        mined_nonce = w3.eth.get_transaction_count(self.chain.address, "latest")  # before the receipt: see submitter
+        try:
+            receipt = w3.eth.get_transaction_receipt(record["tx"])
+        except TransactionNotFound:
+            receipt = None
+        if receipt is None:
+            if mined_nonce > record["nonce"]:
+                # Dropped (its nonce went to another transaction): forget it; the next pass decides afresh.
+                self.store.mark_final(stored.request_id, EXPIRED, record.get("expired") or "expired")
+                return
+            try:
+                w3.eth.get_transaction(record["tx"])
+            except TransactionNotFound:
+                self._broadcast_cancel(bytes.fromhex(record["raw"]), record["tx"])
+            return
+        self._count_gas("cancel", receipt)
+        result: dict[str, Any] = {"tx": record["tx"], "block": receipt["blockNumber"], "gasUsed": receipt["gasUsed"]}
+        if receipt["status"] == 1:
+            events = self.router.events.Cancelled().process_receipt(receipt, errors=DISCARD)
+            for ev in events:
+                if bytes(ev["args"]["requestId"]) == stored.request_id:
+                    result |= {"refund": ev["args"]["fee"], "to": ev["args"]["requester"]}
+            self._record_cancel(stored, "cancelled", **result)
+        else:  # someone settled it between the simulation and the block
+            self._record_cancel(stored, "reverted", **result)
+
+    # ---------------------------------------------------------------- observation
+
+    def _observe(self, kind: str, *args: Any) -> None:
+        """Hook from :class:`ObservedStore`; never raises."""
+        try:
+            if kind == "seen":
+                items, added = args
+                self.metrics.requests_seen.inc(added)
+                now = time.time()
+                for item in items:
+                    self._seen_at.setdefault(item.request_id, now)
+            elif kind == "final":
+                self._on_final(*args)
+            elif kind == "tx":
+                self._on_transaction(*args)
+        except Exception as exc:  # metrics are best effort
+            log.warning("metrics hook %s failed: %s", kind, exc)
+
+    def _on_final(self, before: StoredRequest, state: str, outcome: str) -> None:
+        self.metrics.requests_finished.inc(state=state)
+        if state == DELIVERED:
+            self.metrics.delivered.inc()
+            seen = self._stored_seen_at(before.request_id) or self._seen_at.get(before.request_id)
+            if seen is not None:
+                self.metrics.latency.observe(max(0.0, time.time() - seen))
+        elif state == FAILED:
+            self.metrics.failed.inc(reason=failure_reason(outcome))
+        self._seen_at.pop(before.request_id, None)
+
+    def _stored_seen_at(self, request_id: bytes) -> float | None:
+        """When the store first saw ``request_id`` (its ``seen_at`` column), read on a separate read-only handle."""
+        try:
+            with closing(sqlite3.connect(f"file:{self.store.path}?mode=ro", uri=True)) as db:
+                row = db.execute("SELECT seen_at FROM requests WHERE request_id = ?", (to_hex(request_id),)).fetchone()
+        except sqlite3.Error:
+            return None
+        return float(row[0]) if row else None
+
+    def _on_transaction(self, tx_hash: str, state: str) -> None:
+        if state == TX_DROPPED:
+            self.metrics.submissions.inc(outcome="dropped")
+        elif state == TX_MINED:
+            receipt = self.chain.w3.eth.get_transaction_receipt(tx_hash)
+            self.metrics.submissions.inc(outcome="mined" if receipt["status"] == 1 else "reverted")
+            self._count_gas("fulfil", receipt)
+
+    def _count_gas(self, kind: str, receipt: Any) -> None:
+        gas = int(receipt["gasUsed"])
+        price = int(receipt.get("effectiveGasPrice") or 0)
+        self.metrics.gas_used.inc(gas, kind=kind)
+        self.metrics.gas_cost.inc(gas * price, kind=kind)
+
+    def _observe_chain(self, report: TickReport) -> None:
+        """Refresh the state gauges and the balance; warn on a low balance; probe the coprocessor now and then."""
+        counts = self.store.counts()
+        self.metrics.requests.replace(counts)
+        balance = int(self.chain.w3.eth.get_balance(self.chain.address))
+        self.metrics.balance.set(balance)
+        with self._health_lock:
+            self._counts = counts
+            self._balance = balance
+        self._check_balance(balance)
+        if time.monotonic() >= self._next_probe:
+            self._next_probe = time.monotonic() + self.config.probe_interval
+            up = self._probe_coprocessor()
+            self.metrics.coprocessor_up.set(1 if up else 0)
+            with self._health_lock:
+                self._coprocessor_up = up
+
+    def _check_balance(self, balance: int) -> None:
+        minimum = self.config.min_balance_wei
+        if not minimum:
+            return
+        if balance >= minimum:
+            if self._last_balance_alert is not None:
+                log.info("relayer account %s balance is back to %d wei", self.chain.address, balance)
+            self._last_balance_alert = None
+            return
+        now = time.monotonic()
+        if self._last_balance_alert is None or now - self._last_balance_alert >= self.config.balance_alert_interval:
+            self._last_balance_alert = now
+            log.warning(
+                "low balance: relayer account %s holds %d wei, under --min-balance-wei %d; fund it or deliveries stop",
+                self.chain.address,
+                balance,
+                minimum,
+            )
+
+    def _probe_coprocessor(self) -> bool:
+        try:
+            response = httpx.get(self.config.coprocessor_url.rstrip("/") + "/v1/health", timeout=2.0)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    def health_report(self) -> dict[str, Any]:
+        """The ``/health`` document: ``status`` is ``ok`` or ``degraded``, with the reasons in ``problems``."""
+        stale_after = self.config.stale_after or max(10.0, 10 * self.config.poll_interval)
+        with self._health_lock:
+            last_ok, errors = self._last_tick_ok, list(self._last_errors)
+            counts, balance, up = dict(self._counts), self._balance, self._coprocessor_up
+        age = None if last_ok is None else max(0.0, time.time() - last_ok)
+        problems = []
+        if age is None:
+            problems.append("no successful pass yet")
+        elif age > stale_after:
+            problems.append(f"no successful pass for {age:.0f}s")
+        if up is False:
+            problems.append("coprocessor unreachable")
+        if balance is not None and balance < self.config.min_balance_wei:
+            problems.append("balance under --min-balance-wei")
+        return {
+            "status": "degraded" if problems else "ok",
+            "problems": problems,
+            "last_successful_tick_age_seconds": None if age is None else round(age, 3),
+            "last_tick_errors": errors,
+            "counts": counts,
+            "balance_wei": balance,
+            "min_balance_wei": self.config.min_balance_wei,
+            "chain_id": self.chain_id,
+            "router": self.router.address,
+            "relayer": self.chain.address,
+            "coprocessor": self.config.coprocessor_url,
+            "coprocessor_reachable": up,
+            "auto_cancel": self.config.auto_cancel,
+        }
+
     def run_forever(self, stop: threading.Event | None = None) -> None:
         """Run :meth:`tick` every ``poll_interval`` seconds until SIGTERM/SIGINT (or ``stop`` is set)."""
         scheduler = BlockingScheduler()
@@ -168,6 +518,8 @@ class Relayer:
         log.info(
             "relaying router %s on chain %d to %s", self.router.address, self.chain_id, self.config.coprocessor_url
         )
+        if self.config.metrics_port:
+            self.serve_health()
         self.tick()
         scheduler.start()
         self.close()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +61,10 @@ CREATE TABLE IF NOT EXISTS transactions (
     created_at  REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS transactions_state ON transactions (state);
+CREATE TABLE IF NOT EXISTS scanned_blocks (
+    number INTEGER PRIMARY KEY,
+    hash   TEXT NOT NULL
+);
 """
 
 PENDING = "pending"
@@ -70,6 +74,9 @@ DELIVERED = "delivered"
 SETTLED = "settled"
 EXPIRED = "expired"
 FAILED = "failed"
+#: The request's log was in a block a reorganisation removed. Set only by :meth:`Store.rewind`; if the same
+#: request id is logged again on the new chain, :meth:`Store.record_scan` revives the row as ``pending``.
+ORPHANED = "orphaned"
 OPEN_STATES = (PENDING, EXECUTED, SUBMITTED)
 
 TX_SENT = "sent"
@@ -317,3 +324,94 @@ class Store:
         """How many transactions this relayer signed that carry ``request_id`` (for tests and audits)."""
         needle = f'%"{to_hex(request_id)}"%'
         return self._db.execute("SELECT COUNT(*) FROM transactions WHERE request_ids LIKE ?", (needle,)).fetchone()[0]
+
+    # ---------------------------------------------------------------- chain following (reorg safety)
+
+    def record_scan(
+        self, requests: Iterable[StoredRequest], cursor: int, hashes: Mapping[int, str], window: int
+    ) -> int:
+        """Store new requests, the hashes of the scanned blocks and the cursor in one SQL transaction.
+
+        ``hashes`` maps block numbers to ``0x`` hashes; only the last ``window`` blocks up to ``cursor`` are
+        kept. A request whose row is ``orphaned`` (its old block was reorganised away) is revived as a fresh
+        ``pending`` request with the fields of the new log: the same id may now carry a different request,
+        so nothing of the old row (fulfilment, submission, outcome) is kept. Returns how many rows were
+        inserted or revived.
+        """
+        now = time.time()
+        added = 0
+        with self.transaction() as db:
+            for r in requests:
+                cur = db.execute(
+                    "INSERT INTO requests (request_id, requester, job_id, input, callback_gas_limit, fee,"
+                    " expiry, block_number, tx_hash, state, seen_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (request_id) DO UPDATE SET requester = excluded.requester,"
+                    " job_id = excluded.job_id, input = excluded.input,"
+                    " callback_gas_limit = excluded.callback_gas_limit, fee = excluded.fee,"
+                    " expiry = excluded.expiry, block_number = excluded.block_number, tx_hash = excluded.tx_hash,"
+                    " state = excluded.state, attempts = 0, next_attempt_at = 0, fulfillment = NULL,"
+                    " submit_tx = NULL, outcome = NULL, last_error = NULL, updated_at = excluded.updated_at"
+                    " WHERE requests.state = ?",
+                    (
+                        to_hex(r.request_id),
+                        r.requester,
+                        to_hex(r.job_id),
+                        r.input,
+                        r.callback_gas_limit,
+                        str(r.fee),
+                        r.expiry,
+                        r.block_number,
+                        r.tx_hash,
+                        PENDING,
+                        now,
+                        now,
+                        ORPHANED,
+                    ),
+                )
+                added += cur.rowcount
+            db.executemany(
+                "INSERT OR REPLACE INTO scanned_blocks (number, hash) VALUES (?, ?)",
+                [(n, h) for n, h in hashes.items() if cursor - window < n <= cursor],
+            )
+            db.execute("DELETE FROM scanned_blocks WHERE number <= ? OR number > ?", (cursor - window, cursor))
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('cursor', ?)", (str(cursor),))
+        return added
+
+    def scanned_hashes(self, down_from: int, limit: int) -> list[tuple[int, str]]:
+        """Remembered ``(number, hash)`` of scanned blocks at or below ``down_from``, newest first."""
+        rows = self._db.execute(
+            "SELECT number, hash FROM scanned_blocks WHERE number <= ? ORDER BY number DESC LIMIT ?",
+            (down_from, limit),
+        )
+        return [(r["number"], r["hash"]) for r in rows]
+
+    def rewind(self, to_block: int, reason: str) -> list[bytes]:
+        """Undo everything scanned after ``to_block`` (the last block still on the chain), atomically.
+
+        The cursor goes back to ``to_block``, the hashes of later blocks are forgotten, and every request
+        logged after it that is still open (pending, executed or submitted) is marked ``orphaned``: its log
+        no longer exists, so it must not be executed or submitted on its old fields. The next scan re-reads
+        whatever the new chain holds and revives a request that reappears. Closed rows (delivered, settled,
+        expired, failed) are left as they are. A signed transaction of a ``submitted`` row stays open: the
+        submitter still reconciles it, and the Router refuses it unless the same request exists again.
+        Returns the ids of the orphaned requests.
+        """
+        now = time.time()
+        marks = ", ".join("?" for _ in OPEN_STATES)
+        with self.transaction() as db:
+            ids = [
+                r["request_id"]
+                for r in db.execute(
+                    f"SELECT request_id FROM requests WHERE block_number > ? AND state IN ({marks})",
+                    (to_block, *OPEN_STATES),
+                )
+            ]
+            db.execute(
+                "UPDATE requests SET state = ?, last_error = ?, updated_at = ?"
+                f" WHERE block_number > ? AND state IN ({marks})",
+                (ORPHANED, reason, now, to_block, *OPEN_STATES),
+            )
+            db.execute("DELETE FROM scanned_blocks WHERE number > ?", (to_block,))
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('cursor', ?)", (str(to_block),))
+        return [from_hex(i) for i in ids]

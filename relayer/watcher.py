@@ -1,61 +1,185 @@
-"""Follow the Router's ``Requested`` logs from a persisted cursor into the store."""
+"""Follow the Router's ``Requested`` logs from a persisted cursor into the store, safely across reorgs.
+
+The watcher remembers the hash of each block it scanned within a bounded window (``reorg_window``, in the
+store's ``scanned_blocks`` table, written in the same SQL transaction as the cursor). Every poll first checks
+that the remembered hash of the cursor block is still the chain's; since a block hash commits to all its
+ancestors, one matching hash proves nothing below it changed. On a mismatch it walks back to the newest
+remembered block that still matches, rewinds the cursor there and marks every request logged after it
+``orphaned`` (:meth:`Store.rewind`); the normal scan then re-reads whatever the new chain holds, and a
+request that reappears is revived as ``pending`` (:meth:`Store.record_scan`). A divergence deeper than the
+window stops the watcher with :class:`ReorgTooDeepError` rather than guessing.
+"""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from web3 import Web3
 from web3.contract import Contract
+from web3.exceptions import BlockNotFound
 
 from relayer.store import Store, StoredRequest
 
 log = logging.getLogger("teebridge.relayer.watcher")
 
+#: How many scanned block hashes are remembered by default: the deepest reorganisation that can be undone.
+DEFAULT_REORG_WINDOW = 128
+
+
+class ReorgTooDeepError(RuntimeError):
+    """The chain diverged below every block hash the watcher remembers: it cannot tell what to undo."""
+
 
 class Watcher:
-    """Reads new request logs in bounded block ranges, ``confirmations`` blocks behind the head."""
+    """Reads new request logs in bounded block ranges, ``confirmations`` blocks behind the head.
+
+    ``confirmations`` = 0 (the default, and the relayer CLI's) suits only the local anvil chain, which never
+    reorganises on its own. On a public chain use a depth the chain's reorgs stay well within (e.g. a few
+    blocks behind an L2 sequencer, ~64 blocks (2 epochs, finalized) on Ethereum mainnet), and keep
+    ``reorg_window`` larger than any reorg you expect above that depth.
+    """
 
     def __init__(
-        self, w3: Web3, router: Contract, store: Store, *, start_block: int, confirmations: int = 0, chunk: int = 2000
+        self,
+        w3: Web3,
+        router: Contract,
+        store: Store,
+        *,
+        start_block: int,
+        confirmations: int = 0,
+        chunk: int = 2000,
+        reorg_window: int = DEFAULT_REORG_WINDOW,
     ) -> None:
+        if reorg_window < 1:
+            raise ValueError("reorg_window must be at least 1")
         self.w3 = w3
         self.router = router
         self.store = store
         self.start_block = start_block
         self.confirmations = confirmations
         self.chunk = chunk
+        self.reorg_window = reorg_window
+        self.rewinds = 0
+        """How many times this watcher rewound its cursor (for tests and metrics)."""
         self._topic = router.events.Requested().topic
 
     def poll(self) -> int:
-        """Store every request logged since the cursor; return how many were new."""
+        """Undo any reorganised blocks, then store every request logged since the cursor; return how many."""
         head = self.w3.eth.block_number - self.confirmations
         cursor = self.store.cursor()
+        if cursor is not None:
+            cursor = self._check_chain(cursor)
         start = self.start_block if cursor is None else cursor + 1
+        parent = self._remembered(cursor)
+        anchor: dict[int, str] = {}
+        if cursor is None and self.start_block > 0 and self.start_block <= head:
+            # Remember the block below the first one scanned, so a reorg of the very first block has a
+            # matching block to rewind to.
+            parent = self._hash_of(self.start_block - 1)
+            if parent is not None:
+                anchor[self.start_block - 1] = parent
         added = 0
         while start <= head:
             end = min(head, start + self.chunk - 1)
+            # Only blocks within the window of the head can still be reorganised: a backfill skips the rest.
+            first = max(start, end - self.reorg_window + 1, head - self.reorg_window + 1)
+            hashes = self._block_hashes(first, end, parent if first == start else None)
+            if hashes is None:
+                break
             logs = self.w3.eth.get_logs(
                 {"address": self.router.address, "fromBlock": start, "toBlock": end, "topics": [self._topic]}
             )
-            found = []
-            for entry in logs:
-                event = self.router.events.Requested().process_log(entry)
-                args = event["args"]
-                found.append(
-                    StoredRequest(
-                        request_id=bytes(args["requestId"]),
-                        requester=args["requester"],
-                        job_id=bytes(args["jobId"]),
-                        input=bytes(args["input"]),
-                        callback_gas_limit=args["callbackGasLimit"],
-                        fee=args["fee"],
-                        expiry=args["expiry"],
-                        block_number=entry["blockNumber"],
-                        tx_hash=entry["transactionHash"].to_0x_hex(),
-                    )
-                )
-            added += self.store.add_requests(found, end)
+            if not self._consistent(logs, hashes, end):
+                log.info("the chain changed during the scan of blocks %d..%d; rescanning next poll", start, end)
+                break
+            found = [self._request(entry) for entry in logs]
+            added += self.store.record_scan(found, end, {**anchor, **hashes}, self.reorg_window)
+            anchor = {}
             if end - start > 1000:
                 log.info("backfill: blocks %d..%d of %d, %d requests", start, end, head, len(found))
+            parent = hashes.get(end)
             start = end + 1
         return added
+
+    # ---------------------------------------------------------------- reorg handling
+
+    def _check_chain(self, cursor: int) -> int:
+        """Return the cursor to scan from: ``cursor`` itself, or the last remembered block still on the chain."""
+        remembered = self.store.scanned_hashes(cursor, self.reorg_window)
+        if not remembered:
+            return cursor  # nothing remembered yet (a database from before hashes were kept): start now
+        for number, expected in remembered:
+            actual = self._hash_of(number)
+            if actual == expected:
+                if number == remembered[0][0]:
+                    return cursor
+                depth = cursor - number
+                orphaned = self.store.rewind(number, f"orphaned by a {depth}-block reorg below block {cursor}")
+                self.rewinds += 1
+                log.warning(
+                    "chain reorganisation of depth %d: cursor %d -> %d, %d request(s) orphaned%s",
+                    depth,
+                    cursor,
+                    number,
+                    len(orphaned),
+                    "".join(f"\n  orphaned {r.hex()}" for r in orphaned),
+                )
+                return number
+        oldest = remembered[-1][0]
+        raise ReorgTooDeepError(
+            f"chain reorganisation deeper than the {len(remembered)} remembered block(s) {oldest}..{cursor}: "
+            f"no remembered block hash matches the chain. Raise reorg_window (now {self.reorg_window}) or resync "
+            "the relayer from a block below the fork (a new --db with --start-block)"
+        )
+
+    def _remembered(self, number: int | None) -> str | None:
+        if number is None:
+            return None
+        rows = self.store.scanned_hashes(number, 1)
+        return rows[0][1] if rows and rows[0][0] == number else None
+
+    def _hash_of(self, number: int) -> str | None:
+        try:
+            block = self.w3.eth.get_block(number)
+        except BlockNotFound:
+            return None  # the new chain is shorter than the old one
+        return block["hash"].to_0x_hex()
+
+    def _block_hashes(self, first: int, last: int, parent: str | None) -> dict[int, str] | None:
+        """Hashes of blocks ``first..last``, checked to link to each other and to ``parent`` (block first-1).
+
+        Returns None if they do not: the chain moved between the reorg check and now; the next poll's check
+        sees it.
+        """
+        hashes: dict[int, str] = {}
+        expected_parent = parent
+        for number in range(first, last + 1):
+            block = self.w3.eth.get_block(number)
+            if expected_parent is not None and block["parentHash"].to_0x_hex() != expected_parent:
+                log.info("block %d does not link to the block scanned before it; rechecking next poll", number)
+                return None
+            expected_parent = hashes[number] = block["hash"].to_0x_hex()
+        return hashes
+
+    def _consistent(self, logs: list[Any], hashes: dict[int, str], end: int) -> bool:
+        """The logs come from the blocks whose hashes we are about to remember, and ``end`` has not moved."""
+        for entry in logs:
+            expected = hashes.get(entry["blockNumber"])
+            if expected is not None and entry["blockHash"].to_0x_hex() != expected:
+                return False
+        return end not in hashes or self._hash_of(end) == hashes[end]
+
+    def _request(self, entry: Any) -> StoredRequest:
+        args = self.router.events.Requested().process_log(entry)["args"]
+        return StoredRequest(
+            request_id=bytes(args["requestId"]),
+            requester=args["requester"],
+            job_id=bytes(args["jobId"]),
+            input=bytes(args["input"]),
+            callback_gas_limit=args["callbackGasLimit"],
+            fee=args["fee"],
+            expiry=args["expiry"],
+            block_number=entry["blockNumber"],
+            tx_hash=entry["transactionHash"].to_0x_hex(),
+        )
