@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
-import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from apscheduler.schedulers.blocking import BlockingScheduler
 from web3.exceptions import ContractCustomError, ContractLogicError
 from web3.logs import DISCARD
 from web3.types import TxReceipt
@@ -24,6 +21,7 @@ from web3.types import TxReceipt
 from relayer.chain import ChainClient
 from relayer.coprocessor_client import CoprocessorClient, CoprocessorError
 from relayer.feed_policy import FeedConfig, OnChainRound, push_reason
+from relayer.schedule import run_every
 from verifier.price_report import SignedPriceReport, verify_price_report
 
 log = logging.getLogger("teebridge.relayer.feeds")
@@ -151,15 +149,9 @@ class FeedPusher:
 
     def run_forever(self) -> None:
         """Run :meth:`tick` every ``interval`` seconds until SIGTERM/SIGINT."""
-        scheduler = BlockingScheduler()
-        scheduler.add_job(self.tick, "interval", seconds=self.interval, max_instances=1, coalesce=True)
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, lambda *_: scheduler.shutdown(wait=False))
         self.reload()
         log.info("pushing %s every %.1fs", ", ".join(f.pair for f in self.feeds), self.interval)
-        self.tick()
-        scheduler.start()
+        run_every(self.interval, self.tick)
 
 
 def parse_feed(spec: str) -> FeedConfig:

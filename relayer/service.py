@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import sqlite3
 import threading
 import time
@@ -14,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from apscheduler.schedulers.blocking import BlockingScheduler
 from web3.exceptions import ContractLogicError, TransactionNotFound
 from web3.logs import DISCARD
 
@@ -23,6 +21,7 @@ from relayer.coprocessor_client import CoprocessorClient, CoprocessorError
 from relayer.health import HealthServer
 from relayer.metrics import RelayerMetrics
 from relayer.revert_reasons import describe_revert
+from relayer.schedule import run_every
 from relayer.store import DELIVERED, EXECUTED, EXPIRED, FAILED, PENDING, TX_DROPPED, TX_MINED, Store, StoredRequest
 from relayer.submitter import SubmitPolicy, Submitter
 from relayer.watcher import DEFAULT_REORG_WINDOW, Watcher
@@ -108,20 +107,13 @@ class ObservedStore(Store):
 
     observer: Relayer | None = None
 
-    def _requests_added(self, name: str, requests: Any, *args: Any, **kwargs: Any) -> int:
+    def record_scan(self, requests: Any, *args: Any, **kwargs: Any) -> int:
+        """:meth:`Store.record_scan` (reorg-safe scanning), observed."""
         items = list(requests)
-        added = getattr(super(), name)(items, *args, **kwargs)
+        added = super().record_scan(items, *args, **kwargs)
         if self.observer is not None:
             self.observer._observe("seen", items, added)
         return added
-
-    def add_requests(self, requests: Any, *args: Any, **kwargs: Any) -> int:
-        """:meth:`Store.add_requests`, observed."""
-        return self._requests_added("add_requests", requests, *args, **kwargs)
-
-    def record_scan(self, requests: Any, *args: Any, **kwargs: Any) -> int:
-        """``Store.record_scan`` (reorg-safe scanning), observed."""
-        return self._requests_added("record_scan", requests, *args, **kwargs)
 
     def mark_final(self, request_id: bytes, state: str, outcome: str) -> None:
         """:meth:`Store.mark_final`, observed (only real state changes count)."""
@@ -497,29 +489,10 @@ class Relayer:
 
     def run_forever(self, stop: threading.Event | None = None) -> None:
         """Run :meth:`tick` every ``poll_interval`` seconds until SIGTERM/SIGINT (or ``stop`` is set)."""
-        scheduler = BlockingScheduler()
-        scheduler.add_job(
-            self.tick,
-            "interval",
-            seconds=self.config.poll_interval,
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=None,
-        )
-
-        def shutdown(*_: object) -> None:
-            scheduler.shutdown(wait=False)
-
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, shutdown)
-            signal.signal(signal.SIGINT, shutdown)
-        if stop is not None:
-            threading.Thread(target=lambda: (stop.wait(), shutdown()), daemon=True).start()
         log.info(
             "relaying router %s on chain %d to %s", self.router.address, self.chain_id, self.config.coprocessor_url
         )
         if self.config.metrics_port:
             self.serve_health()
-        self.tick()
-        scheduler.start()
+        run_every(self.config.poll_interval, self.tick, stop)
         self.close()

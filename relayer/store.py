@@ -178,35 +178,6 @@ class Store:
         value = self.get_meta("cursor")
         return int(value) if value is not None else None
 
-    def add_requests(self, requests: Iterable[StoredRequest], cursor: int) -> int:
-        """Store new requests and advance the cursor atomically; return how many were new."""
-        now = time.time()
-        added = 0
-        with self.transaction() as db:
-            for r in requests:
-                cur = db.execute(
-                    "INSERT OR IGNORE INTO requests (request_id, requester, job_id, input, callback_gas_limit, fee,"
-                    " expiry, block_number, tx_hash, state, seen_at, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        to_hex(r.request_id),
-                        r.requester,
-                        to_hex(r.job_id),
-                        r.input,
-                        r.callback_gas_limit,
-                        str(r.fee),
-                        r.expiry,
-                        r.block_number,
-                        r.tx_hash,
-                        PENDING,
-                        now,
-                        now,
-                    ),
-                )
-                added += cur.rowcount
-            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('cursor', ?)", (str(cursor),))
-        return added
-
     # ---------------------------------------------------------------- requests
 
     def _row(self, row: sqlite3.Row) -> StoredRequest:

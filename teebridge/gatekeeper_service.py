@@ -14,16 +14,13 @@ For each coprocessor, every ``check_interval`` seconds (apscheduler):
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from apscheduler.schedulers.blocking import BlockingScheduler
-
 from relayer.chain import ChainClient
+from relayer.schedule import run_every
 from verifier.attestation import AttestationError
 from verifier.gatekeeper import Registration, fetch_attestation
 from verifier.hexutil import to_checksum_address
@@ -130,10 +127,4 @@ class GatekeeperService:
 
     def run_forever(self) -> None:
         """Run :meth:`check_all` every ``check_interval`` seconds until SIGTERM/SIGINT."""
-        scheduler = BlockingScheduler()
-        scheduler.add_job(self.check_all, "interval", seconds=self.check_interval, max_instances=1, coalesce=True)
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, lambda *_: scheduler.shutdown(wait=False))
-        self.check_all()
-        scheduler.start()
+        run_every(self.check_interval, self.check_all)
