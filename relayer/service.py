@@ -166,7 +166,9 @@ class Relayer:
             self.chain,
             self.router,
             self.store,
-            SubmitPolicy(max_batch=config.max_batch, retry_delay=config.retry_delay),
+            SubmitPolicy(
+                max_batch=config.max_batch, retry_delay=config.retry_delay, confirmations=config.confirmations
+            ),
         )
 
     def close(self) -> None:

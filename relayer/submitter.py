@@ -51,6 +51,9 @@ class SubmitPolicy:
     gas_extra: int = 20_000
     retry_delay: float = 2.0
     max_retry_delay: float = 60.0
+    confirmations: int = 0
+    """A receipt counts once its block is this many blocks below the head; until then the transaction stays
+    open, so a fulfilment whose block is reorged away is re-broadcast rather than recorded as delivered."""
 
 
 class Submitter:
@@ -150,14 +153,17 @@ class Submitter:
         # Read the account nonce *before* the receipts: a transaction mined in between then shows up as a
         # receipt, never as "nonce used but no receipt", which is what a dropped transaction looks like.
         mined_nonce = self.w3.eth.get_transaction_count(self.chain.address, "latest")
+        depth_needed = self.policy.confirmations
+        head = self.w3.eth.block_number if depth_needed else 0
         for tx in open_txs:
             try:
                 receipt = self.w3.eth.get_transaction_receipt(tx.tx_hash)
             except TransactionNotFound:
                 receipt = None
             if receipt is not None:
-                self._apply_receipt(tx, receipt)
-                continue
+                if not depth_needed or head - receipt["blockNumber"] >= depth_needed:
+                    self._apply_receipt(tx, receipt)
+                continue  # mined but not deep enough yet: it may still be reorged away
             if mined_nonce > tx.nonce:
                 # Its nonce was consumed by another transaction: this one can never be mined.
                 self.store.close_transaction(tx.tx_hash, TX_DROPPED, requeue=tx.request_ids)

@@ -33,7 +33,9 @@ def local() -> Iterator[LocalStack]:
         yield stack
 
 
-def relayer_for(stack: LocalStack, db: Path, start_block: int, *, coprocessor_up: bool = True) -> Relayer:
+def relayer_for(
+    stack: LocalStack, db: Path, start_block: int, *, coprocessor_up: bool = True, confirmations: int = 0
+) -> Relayer:
     url = stack.coprocessor_url if coprocessor_up else f"http://127.0.0.1:{free_port()}"
     return Relayer(
         RelayerConfig(
@@ -44,6 +46,7 @@ def relayer_for(stack: LocalStack, db: Path, start_block: int, *, coprocessor_up
             db_path=db,
             start_block=start_block,
             retry_delay=0.0,
+            confirmations=confirmations,
         )
     )
 
@@ -290,3 +293,27 @@ def test_chunked_backfill_remembers_only_the_window_and_then_follows(local: Loca
     assert watcher.rewinds == 0 and store.cursor() == client.w3.eth.block_number
     assert all(store.get(i).state == PENDING for i in ids)
     store.close()
+
+
+def test_fulfilment_reorged_away_before_its_confirmations_is_rebroadcast_not_recorded(
+    local: LocalStack, tmp_path: Path
+) -> None:
+    user = User(local)
+    start = user.w3.eth.block_number + 1
+    request_id, _ = user.send(user.sign(b"deep enough"))
+    mine(user.w3, 2)  # the watcher reads logs 2 blocks behind the head
+    relayer = relayer_for(local, tmp_path / "r.sqlite", start, confirmations=2)
+    relayer.tick()  # executes and submits; automine puts the fulfilment in the head block
+    assert relayer.store.get(request_id).state == SUBMITTED, "a receipt 0 blocks deep must not count yet"
+    assert user.fulfilled_events(request_id, start) == 1
+
+    reorg(user.w3, 1)  # the block with the fulfilment is replaced: the transaction is gone
+    assert user.fulfilled_events(request_id, start) == 0 and user.pending_on_chain(request_id)
+    relayer.tick()  # finds no receipt, the nonce unused: re-broadcasts the very same signed bytes
+    assert user.fulfilled_events(request_id, start) == 1
+    assert relayer.store.get(request_id).state == SUBMITTED
+    mine(user.w3, 2)
+    relayer.tick()
+    assert relayer.store.get(request_id).state == DELIVERED
+    assert relayer.store.transactions_for(request_id) == 1, "never a second signed transaction"
+    relayer.close()
