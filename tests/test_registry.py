@@ -183,3 +183,14 @@ def test_a_revoked_signer_cannot_be_registered_again(stack: Stack) -> None:
         stack.gatekeeper.address,
         "SignerWasRevoked(address)",
     )
+
+
+def test_approve_jobs_waits_for_the_delay_and_activate_jobs_finishes_it(anvil: Anvil) -> None:
+    from teebridge.registration import activate_jobs, approve_jobs
+
+    owner, gatekeeper, registry = governed(anvil)
+    waiting = approve_jobs(owner, registry.address, MEASUREMENT, [ECHO_JOB])
+    assert waiting == [ECHO_JOB] and not registry.functions.isApproved(ECHO_JOB, MEASUREMENT).call()
+    advance(owner, DELAY)
+    activate_jobs(gatekeeper, registry.address, MEASUREMENT, waiting)  # anyone may activate
+    assert registry.functions.isApproved(ECHO_JOB, MEASUREMENT).call()

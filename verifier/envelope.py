@@ -74,18 +74,6 @@ def encrypt(payload: bytes, recipient_public_key: bytes, binding: Binding) -> by
     return bytes([ENVELOPE_HPKE_X25519_CHACHA20]) + key_id(recipient_public_key) + sealed
 
 
-def is_encrypted(envelope: bytes) -> bool:
-    """Whether the envelope carries an HPKE ciphertext."""
-    return bool(envelope) and envelope[0] == ENVELOPE_HPKE_X25519_CHACHA20
-
-
-def envelope_key_id(envelope: bytes) -> bytes:
-    """The key id an encrypted envelope names."""
-    if not is_encrypted(envelope) or len(envelope) < 1 + KEY_ID_LENGTH:
-        raise EnvelopeError("not an encrypted envelope")
-    return envelope[1 : 1 + KEY_ID_LENGTH]
-
-
 def open_envelope(envelope: bytes, binding: Binding, private_key: X25519PrivateKey | None) -> bytes:
     """Return the job payload of an envelope, decrypting it with ``private_key`` if it is encrypted."""
     if not envelope:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from verifier.hashing import keccak256
-from verifier.hexutil import address_bytes, from_hex, to_checksum_address, to_hex
+from verifier.hexutil import address_bytes, to_checksum_address, to_hex
 
 EIP712_DOMAIN_NAME = "teebridge"
 EIP712_DOMAIN_VERSION = "1"
@@ -194,8 +194,3 @@ class Fulfillment:
 def fulfillment_for(request: Request, status: int, result: bytes, measurement: bytes) -> Fulfillment:
     """The Fulfillment an enclave signs for ``request`` with this outcome."""
     return Fulfillment(request.request_id, request.commitment(), int(status), keccak256(result), measurement)
-
-
-def parse_bytes32(value: str) -> bytes:
-    """A 32-byte value from hex."""
-    return from_hex(value, 32)
