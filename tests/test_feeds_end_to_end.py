@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -10,7 +12,9 @@ import pytest
 from web3.contract import Contract
 
 from relayer.chain import ChainClient
-from teebridge.stack import USER_KEY, LocalStack
+from relayer.coprocessor_client import CoprocessorClient
+from relayer.feed_pusher import FeedPusher
+from teebridge.stack import FEEDER_KEY, USER_KEY, LocalStack
 
 
 @pytest.fixture(scope="module")
@@ -64,15 +68,31 @@ def test_a_quorum_failure_means_no_update_rather_than_a_bad_one(local: LocalStac
 
 
 def test_feeds_due_together_go_in_one_transaction(local: LocalStack) -> None:
+    """Both feeds moved before one pass: that pass pushes them in a single updateMany. The background pusher is
+    paused (SIGSTOP) so the pass is ours and the two moves are certainly seen together."""
     eth, btc = feeds(local)["ETH/USD"], feeds(local)["BTC/USD"]
     until(lambda: btc.functions.latestRound().call() >= 1 and eth.functions.latestRound().call() >= 1)
-    start = eth.w3.eth.block_number
-    local.price_replay.set_price("ETH/USD", Decimal("2000"))
-    local.price_replay.set_price("BTC/USD", Decimal("80000"))
-    until(lambda: answer(eth) == 2000 * 10**8 and answer(btc) == 80000 * 10**8)
+    assert local.feeder is not None
+    os.kill(local.feeder.pid, signal.SIGSTOP)
+    try:
+        pusher = FeedPusher(
+            ChainClient(local.anvil.rpc_url, FEEDER_KEY),
+            CoprocessorClient(local.coprocessor_url),
+            local.deployment.registry,
+            [],
+            record=local.record,
+        )
+        local.price_replay.set_price("ETH/USD", Decimal("2000"))
+        local.price_replay.set_price("BTC/USD", Decimal("80000"))
+        start = eth.w3.eth.block_number + 1
+        outcomes = pusher.tick()
+    finally:
+        os.kill(local.feeder.pid, signal.SIGCONT)
+    assert [o.pushed for o in outcomes] == [True, True], outcomes
+    assert (answer(eth), answer(btc)) == (2000 * 10**8, 80000 * 10**8)
     eth_blocks = {e["blockNumber"] for e in eth.events.AnswerUpdated().get_logs(from_block=start)}
     btc_blocks = {e["blockNumber"] for e in btc.events.AnswerUpdated().get_logs(from_block=start)}
-    assert eth_blocks & btc_blocks, "both updates landed in one batched transaction"
+    assert eth_blocks == btc_blocks and len(eth_blocks) == 1, "both updates landed in one batched transaction"
 
 
 def test_changing_the_deviation_threshold_reaches_the_running_pusher(local: LocalStack) -> None:
