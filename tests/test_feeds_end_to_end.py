@@ -74,6 +74,7 @@ def test_feeds_due_together_go_in_one_transaction(local: LocalStack) -> None:
     until(lambda: btc.functions.latestRound().call() >= 1 and eth.functions.latestRound().call() >= 1)
     assert local.feeder is not None
     os.kill(local.feeder.pid, signal.SIGSTOP)
+    time.sleep(1.1)  # observation times have 1 s resolution: the next reports must be strictly newer
     try:
         pusher = FeedPusher(
             ChainClient(local.anvil.rpc_url, FEEDER_KEY),
