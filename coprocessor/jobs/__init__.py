@@ -1,7 +1,7 @@
 """Jobs: named, versioned handlers the coprocessor runs on request inputs.
 
 ``job_id = keccak256("name@version")``. The built-in jobs are ``confidential.credit-score@1``,
-``http.json@1``, ``echo@1`` and ``price@1``; :func:`default_registry` installs all four.
+``http.json@1``, ``http.json@2``, ``echo@1`` and ``price@1``; :func:`default_registry` installs them all.
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING
 from coprocessor.jobs.base import Handler, InvalidJobInputError, Job, JobContext, JobError, JobRegistry
 from coprocessor.jobs.credit_score import CREDIT_SCORE_JOB
 from coprocessor.jobs.echo import ECHO_JOB
-from coprocessor.jobs.http_json import HTTP_JSON_JOB
+from coprocessor.jobs.http_json import HTTP_JSON_JOB, HTTP_JSON_V2_JOB
 from coprocessor.jobs.price import PRICE_JOB
 
 if TYPE_CHECKING:
     from coprocessor.config import CoprocessorConfig
 
-BUILTIN_JOBS: tuple[Job, ...] = (CREDIT_SCORE_JOB, HTTP_JSON_JOB, ECHO_JOB, PRICE_JOB)
+BUILTIN_JOBS: tuple[Job, ...] = (CREDIT_SCORE_JOB, HTTP_JSON_JOB, HTTP_JSON_V2_JOB, ECHO_JOB, PRICE_JOB)
 
 
 def default_registry(config: CoprocessorConfig | None = None) -> JobRegistry:
