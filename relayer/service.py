@@ -183,7 +183,9 @@ class Relayer:
         """Start the ``/metrics`` and ``/health`` server on 127.0.0.1 (``config.metrics_port`` by default)."""
         if self._health_server is None:
             chosen = self.config.metrics_port if port is None else port
-            self._health_server = HealthServer(chosen, self.metrics.render, self.health_report).start()
+            self._health_server = HealthServer(
+                chosen, self.metrics.render, self.health_report, self.coprocessor.forward
+            ).start()
         return self._health_server
 
     def tick(self) -> TickReport:

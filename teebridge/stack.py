@@ -18,7 +18,7 @@ from pathlib import Path
 
 from coprocessor.measurement import code_measurement
 from relayer.chain import ChainClient
-from teebridge.anvil import DEV_KEYS, Anvil
+from teebridge.anvil import DEV_KEYS, Anvil, free_port
 from teebridge.deploy import Deployment, FeedParams, deploy_all, deploy_feeds
 from teebridge.gatekeeper_service import GatekeeperService, Outcome
 from teebridge.price_replay import PriceReplay
@@ -64,6 +64,8 @@ class LocalStack:
     record: Path | None = field(init=False, default=None)
     """The deployment record the feed pusher follows (``teebridge feeds set`` edits it)."""
     coprocessor_url: str = field(init=False, default="")
+    relayer_url: str = field(init=False, default="")
+    """The relayer's operator endpoint: /metrics, /health, and secret uploads forwarded to the coprocessor."""
     _own_workdir: bool = field(init=False, default=False)
 
     def start(self) -> LocalStack:
@@ -131,6 +133,8 @@ class LocalStack:
     def start_relayer(self, db_name: str = "relayer.sqlite", extra_env: dict[str, str] | None = None) -> Child:
         """Start (or restart) the relayer process with its state in ``workdir/db_name``."""
         assert self.workdir is not None
+        if not self.relayer_url:
+            self.relayer_url = f"http://127.0.0.1:{free_port()}"
         return Child(
             "relayer",
             python_module(
@@ -147,6 +151,8 @@ class LocalStack:
                 str(self.deployment.deploy_block),
                 "--poll-interval",
                 str(self.relayer_poll_interval),
+                "--metrics-port",
+                self.relayer_url.rsplit(":", 1)[1],
             ),
             self.workdir / "relayer.log",
             env={"TEEBRIDGE_RELAYER_KEY": RELAYER_KEY, **(extra_env or {})},
@@ -203,6 +209,7 @@ class LocalStack:
         state = {
             "rpcUrl": self.anvil.rpc_url,
             "coprocessorUrl": self.coprocessor_url,
+            "relayerUrl": self.relayer_url,
             "deployment": json.loads(self.deployment.to_json()),
             "signer": self.registration.signer,
             "priceReplayUrl": self.price_replay.base_url if self.price_replay else None,
