@@ -78,11 +78,15 @@ def compile_standard(std_input: dict[str, Any]) -> tuple[dict[str, Any], str]:
         solcjs = find_solcjs()
     except ToolNotFoundError as exc:
         raise CompileError(str(exc)) from exc
-    # solcjs exits before a pipe drains (its output is cut at 64 KiB), so it writes to a file instead.
-    with tempfile.TemporaryFile("w+") as out:
+    # solcjs exits before a pipe drains (its output is cut at 64 KiB), so it writes to a file instead; and
+    # it reads stdin with one synchronous read, which fails with EAGAIN on a pipe holding more than 64 KiB,
+    # so its input comes from a file too.
+    with tempfile.TemporaryFile("w+") as source, tempfile.TemporaryFile("w+") as out:
+        source.write(json.dumps(std_input))
+        source.seek(0)
         proc = subprocess.run(
             [solcjs, "--standard-json"],
-            input=json.dumps(std_input),
+            stdin=source,
             stdout=out,
             stderr=subprocess.PIPE,
             text=True,

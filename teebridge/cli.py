@@ -284,6 +284,8 @@ def _status(args: argparse.Namespace) -> int:
         print(f"enclave   {state['coprocessorUrl']}: {health.get('status')} signer {health.get('signer')}")
     except httpx.HTTPError as exc:
         print(f"enclave   {state['coprocessorUrl']}: unreachable ({exc})")
+    if state.get("relayerUrl"):
+        print(f"relayer   {state['relayerUrl']} (/metrics, /health; POST /v1/secrets is forwarded to the enclave)")
     db = args.state.parent / "relayer.sqlite"
     if db.exists():
         counts = Store(db).counts()
