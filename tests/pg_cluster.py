@@ -62,9 +62,14 @@ class PgCluster:
     def start(self) -> PgCluster:
         """initdb (trust auth, superuser ``postgres``) and start on 127.0.0.1:port; wait until it accepts."""
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
-        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -F -c max_connections=100"
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-o", options, "-w", "start")
+        self._pg_ctl("start")
         return self
+
+    def _pg_ctl(self, action: str) -> None:
+        # The server's output goes to a log file: it must not inherit (and hold open) our capture pipes.
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -F -c max_connections=100"
+        log = str(self.root / "server.log")
+        self._run("pg_ctl", "-D", str(self.data), "-l", log, "-o", options, "-m", "fast", "-w", action)
 
     @property
     def admin_url(self) -> str:
@@ -81,10 +86,14 @@ class PgCluster:
             conn.execute(f'CREATE DATABASE "{name}"')
         return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
 
+    def restart(self) -> None:
+        """Stop and start the server (fast shutdown): every client connection is cut."""
+        self._pg_ctl("restart")
+
     def stop(self) -> None:
         """Stop the server (fast shutdown) and delete the cluster."""
         try:
             if (self.data / "postmaster.pid").exists():
-                self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+                self._pg_ctl("stop")
         finally:
             shutil.rmtree(self.root, ignore_errors=True)

@@ -27,6 +27,7 @@ from relayer.store import (
     StoredRequest,
     open_store,
 )
+from tests.pg_cluster import PgCluster
 
 A = "0x" + "aa" * 20
 B = "0x" + "bb" * 20
@@ -245,4 +246,14 @@ def test_old_sqlite_database_is_migrated(tmp_path: Path) -> None:
     assert store.next_nonce() == 6
     (tx,) = store.claim_transactions()
     assert tx.sender == account.address.lower()
+    store.close()
+
+
+def test_postgres_connection_is_reopened_after_a_server_restart(postgres: PgCluster) -> None:
+    store = open_store(postgres.database(), A)
+    scan(store, 1)
+    postgres.restart()
+    with pytest.raises(Exception):  # noqa: B017 - the pass that sees the cut fails (psycopg.OperationalError)
+        store.counts()
+    assert store.counts() == {PENDING: 1}, "the next call reconnects"
     store.close()
