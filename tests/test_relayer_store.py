@@ -257,3 +257,24 @@ def test_postgres_connection_is_reopened_after_a_server_restart(postgres: PgClus
         store.counts()
     assert store.counts() == {PENDING: 1}, "the next call reconnects"
     store.close()
+
+
+def test_cli_explains_a_bad_store(anvil, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from relayer.__main__ import main
+    from teebridge.stack import RELAYER_KEY
+
+    monkeypatch.setenv("TEEBRIDGE_RELAYER_KEY", RELAYER_KEY)
+    base = ["--rpc-url", anvil.rpc_url, "--router", "0x" + "12" * 20, "--coprocessor", "http://127.0.0.1:1"]
+    for db, expected in (
+        ("mysql://u@h/d", "unsupported relayer store mysql://"),
+        ("postgresql://u:pw@127.0.0.1:1/d", "cannot connect to the relayer store postgresql://u@127.0.0.1:1/d"),
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            main([*base, "--db", db])
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert expected in err and ":pw@" not in err, err
+    monkeypatch.delenv("TEEBRIDGE_RELAYER_DB", raising=False)
+    with pytest.raises(SystemExit):
+        main(base)
+    assert "TEEBRIDGE_RELAYER_DB" in capsys.readouterr().err
