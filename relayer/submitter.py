@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass
 
 from web3 import Web3
@@ -53,6 +54,11 @@ class SubmitPolicy:
     gas_extra: int = 20_000
     retry_delay: float = 2.0
     max_retry_delay: float = 60.0
+    drop_grace: float = 10.0
+    """Seconds a transaction must keep looking dropped (its sender's nonce is past it, yet no receipt) before its
+    requests are requeued. A node can report the nonce a moment before it serves the receipt (anvil under load
+    does; so can load-balanced RPC endpoints that disagree), and requeueing a mined transaction would sign a
+    second fulfilment of requests already delivered."""
     confirmations: int = 0
     """A receipt counts once its block is this many blocks below the head; until then the transaction stays
     open, so a fulfilment whose block is reorged away is re-broadcast rather than recorded as delivered."""
@@ -69,6 +75,8 @@ class Submitter:
         self.router = router
         self.store = store
         self.policy = policy or SubmitPolicy()
+        self._looks_dropped: dict[str, float] = {}
+        """Transaction hash -> when it was first seen with its nonce used and no receipt (monotonic seconds)."""
 
     # ---------------------------------------------------------------- submit
 
@@ -203,11 +211,17 @@ class Submitter:
             except TransactionNotFound:
                 receipt = None
             if receipt is not None:
+                self._looks_dropped.pop(tx.tx_hash, None)
                 if not depth_needed or head - receipt["blockNumber"] >= depth_needed:
                     self._apply_receipt(tx, receipt)
                 continue  # mined but not deep enough yet: it may still be reorged away
             if mined_nonce > tx.nonce:
-                # Its nonce was consumed by another transaction: this one can never be mined.
+                # Its nonce was consumed, and no receipt: another transaction took it, so this one can never
+                # be mined; unless the node is only slow to serve the receipt. Conclude after a grace period.
+                first = self._looks_dropped.setdefault(tx.tx_hash, time.monotonic())
+                if time.monotonic() - first < self.policy.drop_grace:
+                    continue
+                self._looks_dropped.pop(tx.tx_hash, None)
                 self.store.close_transaction(tx.tx_hash, TX_DROPPED, requeue=tx.request_ids)
                 log.warning("transaction %s was dropped; its requests go back to the queue", tx.tx_hash)
                 continue
