@@ -130,8 +130,19 @@ class LocalStack:
             self.relayer.wait_for_line(RELAYER_READY, after=self.relayer.log_offset)
             self._write_state()
 
-    def start_relayer(self, db_name: str = "relayer.sqlite", extra_env: dict[str, str] | None = None) -> Child:
-        """Start (or restart) the relayer process with its state in ``workdir/db_name``."""
+    def start_relayer(
+        self,
+        db_name: str = "relayer.sqlite",
+        extra_env: dict[str, str] | None = None,
+        *,
+        db: str | None = None,
+        key: str = RELAYER_KEY,
+        name: str = "relayer",
+        extra_args: tuple[str, ...] = (),
+    ) -> Child:
+        """Start (or restart) a relayer process with its state in ``workdir/db_name`` (or ``db``, e.g. a
+        ``postgresql://`` URL shared by several relayers), paying from ``key``, logging to ``workdir/name.log``.
+        """
         assert self.workdir is not None
         if not self.relayer_url:
             self.relayer_url = f"http://127.0.0.1:{free_port()}"
@@ -146,16 +157,16 @@ class LocalStack:
                 "--coprocessor",
                 self.coprocessor_url,
                 "--db",
-                str(self.workdir / db_name),
+                db or str(self.workdir / db_name),
                 "--start-block",
                 str(self.deployment.deploy_block),
                 "--poll-interval",
                 str(self.relayer_poll_interval),
-                "--metrics-port",
-                self.relayer_url.rsplit(":", 1)[1],
+                *(("--metrics-port", self.relayer_url.rsplit(":", 1)[1]) if name == "relayer" else ()),
+                *extra_args,
             ),
-            self.workdir / "relayer.log",
-            env={"TEEBRIDGE_RELAYER_KEY": RELAYER_KEY, **(extra_env or {})},
+            self.workdir / f"{name}.log",
+            env={"TEEBRIDGE_RELAYER_KEY": key, **(extra_env or {})},
         ).start()
 
     def _start_feeds(self, owner: ChainClient) -> None:
