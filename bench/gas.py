@@ -49,6 +49,7 @@ from bench.harness import (
 from teebridge.anvil import Anvil
 from verifier.envelope import Binding, encrypt, plain
 from verifier.protocol import Request
+from verifier.suites import HpkeKeyPair, Suite
 
 CALLBACK_GAS_LIMIT = 300_000  # teebridge.client.send_via_consumer's default
 TTL = 3600
@@ -146,6 +147,7 @@ class GasBench:
         self.hpke_public = register(chain, self.enclave, jobs, simulated=False)
         self.simulated_enclave = DevEnclave.fixed(2)
         register(chain, self.simulated_enclave, jobs, simulated=True)
+        self.pq_public = HpkeKeyPair.generate(Suite.MLKEM768_X25519).public_key
         self.rows: dict[str, Row] = {}
         self._seed = 0
 
@@ -158,6 +160,13 @@ class GasBench:
     def plain_input(self, total_len: int) -> bytes:
         """A plain envelope of exactly ``total_len`` bytes (0x00 tag + pseudo-random payload)."""
         return plain(pseudo_random_bytes(total_len - 1, self._next_seed()))
+
+    def pq_credit_score_input(self, requester: str) -> bytes:
+        """The same applicant sealed with the post-quantum suite (ML-KEM-768 + X25519): 1,273 bytes."""
+        payload = eth_abi.encode(CREDIT_SCORE_INPUT_TYPES, APPLICANT)
+        d = self.chain.deployment
+        binding = Binding(d.chain_id, d.router, requester, CREDIT_SCORE_JOB)
+        return encrypt(payload, self.pq_public, binding, suite=Suite.MLKEM768_X25519)
 
     def credit_score_input(self, requester: str) -> bytes:
         """The demo's applicant, HPKE-encrypted and bound to this request's context (185 bytes)."""
@@ -220,6 +229,12 @@ class GasBench:
             ("plain32", "32-byte plain input", lambda _requester: self.plain_input(32), ECHO_JOB),
             ("plain256", "256-byte plain input", lambda _requester: self.plain_input(256), ECHO_JOB),
             ("hpke_credit_score", "HPKE credit-score input (185 bytes)", self.credit_score_input, CREDIT_SCORE_JOB),
+            (
+                "hpke_pq_credit_score",
+                "post-quantum HPKE credit-score input (1,273 bytes)",
+                self.pq_credit_score_input,
+                CREDIT_SCORE_JOB,
+            ),
         ]
         for key, what, make, job in cases:
             via = self.row(f"request_consumer_{key}", f"ExampleConsumer.send, {what}")
@@ -301,9 +316,11 @@ def markdown(rows: dict[str, Row]) -> str:
         ("request_consumer_plain32", 32),
         ("request_consumer_plain256", 256),
         ("request_consumer_hpke_credit_score", 185),
+        ("request_consumer_hpke_pq_credit_score", 1273),
         ("request_eoa_plain32", 32),
         ("request_eoa_plain256", 256),
         ("request_eoa_hpke_credit_score", 185),
+        ("request_eoa_hpke_pq_credit_score", 1273),
         ("request_consumer_plain32_fee", 32),
         ("request_first_ever", 32),
     ]

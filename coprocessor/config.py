@@ -53,7 +53,11 @@ class CoprocessorConfig:
     job_timeout_seconds: float = 10.0
     """Default time budget of one job handler, counted from the moment it starts running."""
     max_result_bytes: int = 4096
-    """Largest job output that is signed as OK; longer outputs become RESULT_TOO_LARGE."""
+    """Largest result that goes on-chain as it is. A longer successful result goes off-chain (below)."""
+    max_offchain_result_bytes: int = MIB
+    """Largest successful result kept off-chain: the chain gets ``abi.encode(bytes32 keccak256(result),
+    uint256 length)`` with status RESULT_OFFCHAIN and the relayer keeps the bytes. 0 turns this off;
+    anything longer is RESULT_TOO_LARGE."""
     max_batch: int = 256
     """Most requests in one ``POST /v1/execute``."""
     http_max_response_bytes: int = MIB
@@ -103,6 +107,8 @@ class CoprocessorConfig:
         for name in ("max_result_bytes", "max_batch", "http_max_response_bytes", "workers", "max_request_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_offchain_result_bytes < 0:
+            raise ValueError(f"max_offchain_result_bytes must be 0 (off) or more, got {self.max_offchain_result_bytes}")
         self._check_price_settings()
 
     def _check_price_settings(self) -> None:
@@ -153,6 +159,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "dstack_socket": Path,
     "job_timeout_seconds": float,
     "max_result_bytes": int,
+    "max_offchain_result_bytes": int,
     "max_batch": int,
     "http_max_response_bytes": int,
     "http_timeout_seconds": float,

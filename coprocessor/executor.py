@@ -32,7 +32,7 @@ from coprocessor.secrets import EMPTY_SECRETS, SecretStore, SecretUnavailableErr
 from verifier.envelope import Binding, EnvelopeError, ResultKey, encrypt_result, open_input, parse_input
 from verifier.hashing import keccak256
 from verifier.hexutil import to_checksum_address, to_hex
-from verifier.protocol import Domain, Fulfillment, Request, Status, fulfillment_for
+from verifier.protocol import Domain, Fulfillment, Request, Status, fulfillment_for, offchain_reference
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,8 @@ class SignedFulfillment:
     signer: str
     signature: bytes
     domain: Domain
+    full_result: bytes | None = None
+    """With status RESULT_OFFCHAIN: the full result, whose hash and length ``result`` holds."""
 
     def fulfillment(self) -> Fulfillment:
         """The signed EIP-712 struct."""
@@ -80,6 +82,7 @@ class SignedFulfillment:
             "measurement": to_hex(self.measurement),
             "signer": self.signer,
             "signature": to_hex(self.signature),
+            "fullResult": to_hex(self.full_result) if self.full_result is not None else None,
         }
 
 
@@ -221,7 +224,8 @@ class Executor:
                     final.result, prep.result_key, domain.chain_id, domain.router, request.request_id
                 )
                 final = _Outcome(final.status, sealed)
-            signed.append(self._sign(domain, request, final))
+            final, full_result = self._fit_on_chain(final)
+            signed.append(self._sign(domain, request, final, full_result))
             job = self.jobs.get(request.job_id)
             log.info(
                 "request %s job %s status %s %.1f ms",
@@ -308,10 +312,10 @@ class Executor:
             result = run.job.encode_output(value)
         except JobError as exc:
             return failure(Status.JOB_FAILED, exc.reason)
-        if len(result) > self.config.max_result_bytes:
+        limit = max(self.config.max_result_bytes, self.config.max_offchain_result_bytes)
+        if len(result) > limit:
             return failure(
-                Status.RESULT_TOO_LARGE,
-                f"result is {len(result)} bytes; this coprocessor signs at most {self.config.max_result_bytes}",
+                Status.RESULT_TOO_LARGE, f"result is {len(result)} bytes; this coprocessor signs at most {limit}"
             )
         return _Outcome(Status.OK, result)
 
@@ -332,11 +336,34 @@ class Executor:
         with self._lock:
             self._stuck -= 1
 
-    def _sign(self, domain: Domain, request: Request, outcome: _Outcome) -> SignedFulfillment:
+    def _fit_on_chain(self, outcome: _Outcome) -> tuple[_Outcome, bytes | None]:
+        """A result longer than ``max_result_bytes`` goes off-chain (successes only) or is RESULT_TOO_LARGE."""
+        size, inline, offchain = (
+            len(outcome.result),
+            self.config.max_result_bytes,
+            self.config.max_offchain_result_bytes,
+        )
+        if size <= inline:
+            return outcome, None
+        if outcome.status == Status.OK and size <= offchain:
+            return _Outcome(Status.RESULT_OFFCHAIN, offchain_reference(outcome.result)), outcome.result
+        limit = offchain if outcome.status == Status.OK else inline
+        return failure(Status.RESULT_TOO_LARGE, f"result is {size} bytes; this coprocessor signs at most {limit}"), None
+
+    def _sign(
+        self, domain: Domain, request: Request, outcome: _Outcome, full_result: bytes | None = None
+    ) -> SignedFulfillment:
         fulfillment = fulfillment_for(request, outcome.status, outcome.result, self.measurement)
         signature = self.keys.sign(fulfillment.digest(domain))
         return SignedFulfillment(
-            request, outcome.status, outcome.result, self.measurement, self.keys.signer_address, signature, domain
+            request,
+            outcome.status,
+            outcome.result,
+            self.measurement,
+            self.keys.signer_address,
+            signature,
+            domain,
+            full_result,
         )
 
 

@@ -1,5 +1,8 @@
 """A tiny HTTP server for operators: ``GET /metrics`` (Prometheus text) and ``GET /health`` (JSON).
 
+``GET /v1/results/<requestId>`` serves the full bytes of a result too large for the chain (status
+RESULT_OFFCHAIN); the client checks them against the signed hash, so the relayer need not be trusted.
+
 It also forwards job owners' secret set uploads and deletions (``POST /v1/secrets``,
 ``POST /v1/secrets/delete``) to the coprocessor, byte for byte: the relayer cannot read them (they are
 encrypted to the enclave and signed by the owner) and cannot alter them without the enclave refusing.
@@ -24,6 +27,7 @@ log = logging.getLogger("teebridge.relayer.health")
 
 HOST = "127.0.0.1"
 FORWARDED_PATHS = ("/v1/secrets", "/v1/secrets/delete")
+RESULTS_PATH = "/v1/results/"
 MAX_FORWARD_BYTES = 65536
 
 
@@ -40,10 +44,12 @@ class HealthServer:
         metrics: Callable[[], str],
         health: Callable[[], dict[str, Any]],
         forward: Callable[[str, bytes], tuple[int, bytes]] | None = None,
+        results: Callable[[bytes], bytes | None] | None = None,
     ) -> None:
         self._metrics = metrics
         self._health = health
         self._forward = forward
+        self._results = results
         self._server = ThreadingHTTPServer((HOST, port), self._handler())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -82,6 +88,8 @@ class HealthServer:
                 try:
                     if path == "/metrics":
                         self._reply(200, CONTENT_TYPE, server._metrics().encode())
+                    elif path.startswith(RESULTS_PATH) and server._results is not None:
+                        self._full_result(path[len(RESULTS_PATH) :])
                     elif path == "/health":
                         report = server._health()
                         code = 200 if report.get("status") == "ok" else 503
@@ -91,6 +99,21 @@ class HealthServer:
                 except Exception as exc:  # a broken provider must not kill the server thread
                     log.warning("health server: %s failed: %s", path, exc)
                     self._reply(500, "text/plain; charset=utf-8", f"error: {exc}\n".encode())
+
+            def _full_result(self, request_id_hex: str) -> None:
+                try:
+                    request_id = bytes.fromhex(request_id_hex.removeprefix("0x"))
+                    if len(request_id) != 32:
+                        raise ValueError
+                except ValueError:
+                    self._reply(400, "text/plain; charset=utf-8", b"give a 0x-prefixed 32-byte request id\n")
+                    return
+                assert server._results is not None
+                full = server._results(request_id)
+                if full is None:
+                    self._reply(404, "text/plain; charset=utf-8", b"no off-chain result for this request here\n")
+                else:
+                    self._reply(200, "application/octet-stream", full)
 
             def do_POST(self) -> None:
                 path = self.path.split("?", 1)[0]

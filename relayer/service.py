@@ -166,9 +166,13 @@ class Relayer:
         if self._health_server is None:
             chosen = self.config.metrics_port if port is None else port
             self._health_server = HealthServer(
-                chosen, self.metrics.render, self.health_report, self.coprocessor.forward
+                chosen, self.metrics.render, self.health_report, self.coprocessor.forward, self.full_result
             ).start()
         return self._health_server
+
+    def full_result(self, request_id: bytes) -> bytes | None:
+        """The full bytes of an off-chain result (status RESULT_OFFCHAIN) this relayer holds, or None."""
+        return self.store.full_result(request_id)
 
     def tick(self) -> TickReport:
         """One full pass. Each stage runs even if an earlier one failed; errors are logged and reported."""

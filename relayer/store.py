@@ -272,6 +272,20 @@ class SqlStore:
         rows = self._query("SELECT * FROM requests WHERE request_id = ?", (to_hex(request_id),))
         return self._row(rows[0]) if rows else None
 
+    def full_result(self, request_id: bytes) -> bytes | None:
+        """The full bytes of a result too large for the chain (status RESULT_OFFCHAIN), or None.
+
+        Safe to call from another thread than the relayer's loop (the operator HTTP server does).
+        """
+        rows = self._read_concurrently("SELECT fulfillment FROM requests WHERE request_id = ?", (to_hex(request_id),))
+        if not rows or not rows[0]["fulfillment"]:
+            return None
+        full = json.loads(rows[0]["fulfillment"]).get("fullResult")
+        return bytes.fromhex(full[2:]) if full else None
+
+    def _read_concurrently(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        return self._query(sql, params)
+
     def seen_at(self, request_id: bytes) -> float | None:
         """When a request was first stored (Unix time), or None."""
         rows = self._query("SELECT seen_at FROM requests WHERE request_id = ?", (to_hex(request_id),))
@@ -691,6 +705,11 @@ class Store(SqlStore):
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return self._db.execute(sql, tuple(params)).fetchall()
+
+    def _read_concurrently(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        with closing(sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)) as db:
+            db.row_factory = sqlite3.Row
+            return db.execute(sql, tuple(params)).fetchall()
 
     def seen_at(self, request_id: bytes) -> float | None:
         """When a request was first stored, read on a separate read-only handle (never inside a write)."""

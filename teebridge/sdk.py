@@ -41,6 +41,8 @@ from teebridge.client import (
 )
 from teebridge.deploy import Deployment
 from verifier.envelope import ResultKey, decrypt_result
+from verifier.hashing import keccak256
+from verifier.protocol import Status, parse_offchain_reference
 from verifier.secrets import (
     SecretSetDeletion,
     SecretSetUpload,
@@ -53,11 +55,24 @@ from verifier.secrets import (
 )
 from verifier.suites import DEFAULT_SUITE, HpkeKeyPair, Suite, key_id, seal
 
-__all__ = ["Answer", "EnclaveKey", "NoEnclaveError", "SecretsUploadError", "Sent", "TeeBridgeClient", "Uploaded"]
+__all__ = [
+    "Answer",
+    "EnclaveKey",
+    "NoEnclaveError",
+    "ResultMismatchError",
+    "SecretsUploadError",
+    "Sent",
+    "TeeBridgeClient",
+    "Uploaded",
+]
 
 
 class NoEnclaveError(LookupError):
     """No live enclave in the registry is approved for the job (or accepts the suite asked for)."""
+
+
+class ResultMismatchError(RuntimeError):
+    """An off-chain result that cannot be had, or whose bytes are not the ones the enclave signed."""
 
 
 class SecretsUploadError(RuntimeError):
@@ -210,11 +225,37 @@ class TeeBridgeClient:
         """Wait for the request's fulfilment on-chain; ``RequestTimeoutError`` after ``timeout`` seconds."""
         return wait_for_answer(self.router, sent.request_id, from_block=sent.block_number, timeout=timeout)
 
-    def decrypt_result(self, answer: Answer, result_key: HpkeKeyPair) -> bytes:
-        """Open an encrypted result (any status) with the key the request named."""
-        return decrypt_result(
-            answer.result, result_key, self.deployment.chain_id, self.deployment.router, answer.request_id
-        )
+    def result_bytes(self, answer: Answer, *, url: str | None = None, timeout: float = 10.0) -> bytes:
+        """The answer's result bytes: as delivered on-chain, or, for status RESULT_OFFCHAIN, fetched from the
+        relayer at ``url`` (``GET /v1/results/<requestId>``) and checked against the signed hash and length.
+        Raises :class:`ResultMismatchError` if the relayer's bytes are not the signed ones."""
+        if answer.status != Status.RESULT_OFFCHAIN:
+            return answer.result
+        if url is None:
+            raise ValueError("this result is kept off-chain: pass url= (a relayer that delivered it)")
+        expected_hash, length = parse_offchain_reference(answer.result)
+        endpoint = f"{url.rstrip('/')}/v1/results/0x{answer.request_id.hex()}"
+        try:
+            response = httpx.get(endpoint, timeout=timeout)
+        except httpx.HTTPError as exc:
+            raise ResultMismatchError(f"cannot fetch {endpoint}: {exc}") from exc
+        if response.status_code != 200:
+            raise ResultMismatchError(f"{endpoint} answered HTTP {response.status_code}: ask another relayer")
+        full = response.content
+        if len(full) != length or keccak256(full) != expected_hash:
+            raise ResultMismatchError(
+                f"{endpoint} served {len(full)} bytes that are not the signed result ({length} bytes, hash "
+                f"0x{expected_hash.hex()}): that relayer is faulty or lying; ask another"
+            )
+        return full
+
+    def decrypt_result(
+        self, answer: Answer, result_key: HpkeKeyPair, *, url: str | None = None, timeout: float = 10.0
+    ) -> bytes:
+        """Open an encrypted result (any status) with the key the request named; ``url`` as for
+        :meth:`result_bytes` when the result is kept off-chain."""
+        sealed = self.result_bytes(answer, url=url, timeout=timeout)
+        return decrypt_result(sealed, result_key, self.deployment.chain_id, self.deployment.router, answer.request_id)
 
     # ---------------------------------------------------------------- secrets
 

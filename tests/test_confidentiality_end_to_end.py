@@ -8,9 +8,13 @@ the old key during the overlap, and a grep of every log and response for the sec
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import eth_abi
 import httpx
@@ -18,7 +22,7 @@ import pytest
 
 from teebridge.anvil import DEV_KEYS
 from teebridge.gatekeeper_service import GatekeeperService
-from teebridge.sdk import SecretsUploadError, TeeBridgeClient
+from teebridge.sdk import ResultMismatchError, SecretsUploadError, TeeBridgeClient
 from teebridge.stack import USER_KEY, LocalStack
 from verifier.protocol import Status, job_id
 from verifier.suites import DecryptionError, Suite
@@ -154,6 +158,45 @@ def test_a_sealed_secret_is_used_by_its_job_and_never_seen(
             assert API_KEY.encode() not in bytes(tx["input"])
 
 
+def test_a_large_result_goes_off_chain_and_is_checked_by_the_sdk(client: TeeBridgeClient, local: LocalStack) -> None:
+    """Over the coprocessor's 4,096-byte on-chain limit: hash and length on-chain, bytes from the relayer."""
+    output = bytes(range(256)) * 20  # 5,120 bytes
+    mine = client.new_result_key()
+    answer = client.wait(
+        client.request(ECHO, client.plain_input(output, result_key=mine), consumer=local.deployment.consumer)
+    )
+    assert answer.status == Status.RESULT_OFFCHAIN and len(answer.result) == 64
+    (digest, length) = eth_abi.decode(["bytes32", "uint256"], answer.result)
+    assert length == len(output) + 1 + 32 + 16  # the ciphertext: suite, enc, tag
+    with pytest.raises(ValueError, match="pass url="):
+        client.result_bytes(answer)
+    assert client.decrypt_result(answer, mine, url=local.relayer_url) == output
+    plain_answer = client.wait(client.request(ECHO, client.plain_input(output), consumer=local.deployment.consumer))
+    assert client.result_bytes(plain_answer, url=local.relayer_url) == output
+    # a relayer serving other bytes is caught
+    liar = ThreadingHTTPServer(("127.0.0.1", 0), _Liar)
+    threading.Thread(target=liar.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(ResultMismatchError, match="not the signed result"):
+            client.result_bytes(plain_answer, url=f"http://127.0.0.1:{liar.server_address[1]}")
+    finally:
+        liar.shutdown()
+        liar.server_close()
+    assert digest != b"\x00" * 32
+
+
+class _Liar(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = bytes(range(256)) * 19 + bytes(256)
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
 def test_key_rotation_keeps_old_ciphertexts_working_during_the_overlap(
     client: TeeBridgeClient, local: LocalStack
 ) -> None:
@@ -175,3 +218,34 @@ def test_key_rotation_keeps_old_ciphertexts_working_during_the_overlap(
     assert {r["retireAt"] for r in keys["retired"]} == {old.expiry} and len(keys["retired"]) == 2
     fresh = client.encrypt_input(APPLICANT, CREDIT, requester=consumer, enclave=client.enclave_key(CREDIT))
     assert client.wait(client.request(CREDIT, fresh, consumer=consumer), timeout=30).status == Status.OK
+
+
+def test_keys_rotate_on_the_command_line(client: TeeBridgeClient, local: LocalStack, tmp_path: Path) -> None:
+    """`teebridge keys rotate` (after the rotation above: a second one) and `teebridge keys show`."""
+    before = httpx.get(f"{local.coprocessor_url}/v1/keys").json()["current"]["signer"]
+    record = tmp_path / "deployment.json"
+    local.deployment.save(record)
+    measurement = "0x" + local.registration.measurement.hex()
+    command = [sys.executable, "-m", "teebridge.cli", "keys", "rotate", "--rpc-url", local.anvil.rpc_url]
+    command += ["--deployment", str(record), "--coprocessor", local.coprocessor_url]
+    command += ["--allow-simulated", "--measurement", measurement]
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TEEBRIDGE_GATEKEEPER_KEY": DEV_KEYS[1]},
+    )
+    assert done.returncode == 0, done.stderr
+    after = httpx.get(f"{local.coprocessor_url}/v1/keys").json()["current"]["signer"]
+    assert after != before and f"rotated {before} -> {after}" in done.stdout
+    shown = subprocess.run(
+        [sys.executable, "-m", "teebridge.cli", "keys", "show", "--coprocessor", local.coprocessor_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert json.loads(shown.stdout)["current"]["signer"] == after
+    data = client.encrypt_input(APPLICANT, CREDIT, requester=local.deployment.consumer)
+    answer = client.wait(client.request(CREDIT, data, consumer=local.deployment.consumer), timeout=30)
+    assert answer.status == Status.OK and answer.signer == after

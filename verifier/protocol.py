@@ -50,6 +50,25 @@ class Status(IntEnum):
     UNKNOWN_KEY = 8
     """The input was sealed to an enclave key this enclave does not hold: retired after a key rotation, or
     another enclave's. Fetch the live keys from the registry and encrypt again."""
+    RESULT_OFFCHAIN = 9
+    """Success, with a result too large for the chain: ``result`` is ``abi.encode(bytes32 resultHash,
+    uint256 length)`` and the relayer serves the full bytes (which must hash to ``resultHash``)."""
+
+
+SUCCESS_STATUSES = frozenset({Status.OK, Status.RESULT_OFFCHAIN})
+"""The statuses of a job that ran and answered."""
+
+
+def offchain_reference(result: bytes) -> bytes:
+    """The on-chain stand-in for a large result: ``abi.encode(bytes32 keccak256(result), uint256 length)``."""
+    return keccak256(result) + word(len(result))
+
+
+def parse_offchain_reference(reference: bytes) -> tuple[bytes, int]:
+    """``(resultHash, length)`` from a RESULT_OFFCHAIN result; ``ValueError`` if it is not 64 bytes."""
+    if len(reference) != 64:
+        raise ValueError(f"an off-chain result reference is 64 bytes, got {len(reference)}")
+    return reference[:32], int.from_bytes(reference[32:], "big")
 
 
 def word(value: int) -> bytes:

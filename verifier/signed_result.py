@@ -11,7 +11,7 @@ from typing import Any
 
 from verifier.hashing import keccak256
 from verifier.hexutil import from_hex, to_checksum_address, to_hex
-from verifier.protocol import Domain, Fulfillment, Request
+from verifier.protocol import Domain, Fulfillment, Request, Status, parse_offchain_reference
 from verifier.signing import SignatureError, recover_signer, to_compact
 
 
@@ -30,6 +30,8 @@ class SignedResult:
     measurement: bytes
     signer: str
     signature: bytes
+    full_result: bytes | None = None
+    """With status RESULT_OFFCHAIN: the full result, kept off-chain; ``result`` holds its hash and length."""
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> SignedResult:
@@ -43,6 +45,7 @@ class SignedResult:
                 measurement=from_hex(doc["measurement"], 32),
                 signer=to_checksum_address(doc["signer"]),
                 signature=from_hex(doc["signature"], 65),
+                full_result=from_hex(doc["fullResult"]) if doc.get("fullResult") is not None else None,
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise SignedResultError(f"malformed signed result: {exc}") from exc
@@ -58,6 +61,7 @@ class SignedResult:
             "measurement": to_hex(self.measurement),
             "signer": self.signer,
             "signature": to_hex(self.signature),
+            "fullResult": to_hex(self.full_result) if self.full_result is not None else None,
         }
 
     def fulfillment(self) -> Fulfillment:
@@ -88,3 +92,12 @@ def verify_signed_result(signed: SignedResult, request: Request, domain: Domain)
         raise SignedResultError(str(exc)) from exc
     if recovered != signed.signer:
         raise SignedResultError(f"signature recovers to {recovered}, not the claimed signer {signed.signer}")
+    if signed.status == Status.RESULT_OFFCHAIN:
+        if signed.full_result is None:
+            raise SignedResultError("an off-chain result came without its bytes (fullResult)")
+        try:
+            reference = parse_offchain_reference(signed.result)
+        except ValueError as exc:
+            raise SignedResultError(str(exc)) from exc
+        if reference != (keccak256(signed.full_result), len(signed.full_result)):
+            raise SignedResultError("fullResult does not match the signed hash and length")

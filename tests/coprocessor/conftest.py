@@ -25,6 +25,7 @@ def config(tmp_path: Path) -> CoprocessorConfig:
         job_timeout_seconds=2.0,
         http_timeout_seconds=0.5,
         max_result_bytes=256,
+        max_offchain_result_bytes=2048,
         queue_timeout_seconds=2.0,
         workers=4,
     )

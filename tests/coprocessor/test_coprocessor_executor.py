@@ -21,7 +21,7 @@ from coprocessor.keys import EnclaveKeys
 from verifier.envelope import Binding, encrypt, plain
 from verifier.hashing import keccak256
 from verifier.hexutil import to_checksum_address
-from verifier.protocol import Domain, Request, Status, fulfillment_for
+from verifier.protocol import Domain, Request, Status, fulfillment_for, parse_offchain_reference
 from verifier.signing import recover_signer
 from verifier.suites import HpkeKeyPair, Suite
 
@@ -155,6 +155,7 @@ def test_to_json_shape(executor: Executor, make_request: MakeRequest) -> None:
         "measurement": "0x" + MEASUREMENT.hex(),
         "signer": to_checksum_address(doc["signer"]),
         "signature": doc["signature"],
+        "fullResult": None,
     }
     assert len(bytes.fromhex(doc["signature"][2:])) == 65 and doc["signature"] == doc["signature"].lower()
 
@@ -257,13 +258,34 @@ def test_output_not_matching_types_is_job_failed(executor: Executor, make_reques
     assert signed.status == Status.JOB_FAILED and "ABI output types" in reason(signed)
 
 
-def test_result_size_limit(executor: Executor, config: CoprocessorConfig, make_request: MakeRequest) -> None:
+def test_result_size_limits(
+    executor: Executor, spy: SpyKeys, config: CoprocessorConfig, make_request: MakeRequest
+) -> None:
     at_limit = plain(b"\x01" * config.max_result_bytes)
-    over = plain(b"\x01" * (config.max_result_bytes + 1))
     ok = executor.execute(CHAIN_ID, ROUTER, make_request(ECHO_JOB.job_id, at_limit), at_limit)
-    assert ok.status == Status.OK and len(ok.result) == config.max_result_bytes
-    big = executor.execute(CHAIN_ID, ROUTER, make_request(ECHO_JOB.job_id, over), over)
-    assert big.status == Status.RESULT_TOO_LARGE and str(config.max_result_bytes) in reason(big)
+    assert ok.status == Status.OK and len(ok.result) == config.max_result_bytes and ok.full_result is None
+    # longer: only the hash and length are signed for the chain, the bytes ride along for the relayer
+    output = bytes(range(256)) * 3 + b"\x07"
+    over = plain(output)
+    large = executor.execute(CHAIN_ID, ROUTER, make_request(ECHO_JOB.job_id, over), over)
+    assert large.status == Status.RESULT_OFFCHAIN and large.full_result == output
+    assert parse_offchain_reference(large.result) == (keccak256(output), len(output))
+    assert large.to_json()["fullResult"] == "0x" + output.hex()
+    assert_validly_signed(large, large.request, spy.keys)
+    # past the off-chain limit: refused
+    huge = plain(b"\x01" * (config.max_offchain_result_bytes + 1))
+    big = executor.execute(CHAIN_ID, ROUTER, make_request(ECHO_JOB.job_id, huge), huge)
+    assert big.status == Status.RESULT_TOO_LARGE and str(config.max_offchain_result_bytes) in reason(big)
+    assert big.full_result is None
+
+
+def test_large_results_stay_on_chain_sized_when_off_chain_is_off(
+    spy: SpyKeys, config: CoprocessorConfig, make_request: MakeRequest
+) -> None:
+    with make_executor(spy, replace(config, max_offchain_result_bytes=0)) as executor:
+        over = plain(b"\x01" * (config.max_result_bytes + 1))
+        big = executor.execute(CHAIN_ID, ROUTER, make_request(ECHO_JOB.job_id, over), over)
+        assert big.status == Status.RESULT_TOO_LARGE and str(config.max_result_bytes) in reason(big)
 
 
 def test_input_hash_mismatch_signs_nothing(executor: Executor, spy: SpyKeys, make_request: MakeRequest) -> None:
