@@ -223,7 +223,11 @@ class TeeBridgeClient:
 
     def wait(self, sent: Sent, *, timeout: float = 60.0) -> Answer:
         """Wait for the request's fulfilment on-chain; ``RequestTimeoutError`` after ``timeout`` seconds."""
-        return wait_for_answer(self.router, sent.request_id, from_block=sent.block_number, timeout=timeout)
+        return self.wait_for(sent.request_id, sent.block_number, timeout=timeout)
+
+    def wait_for(self, request_id: bytes, from_block: int, *, timeout: float = 60.0) -> Answer:
+        """Wait for the fulfilment of ``request_id`` (sent by a contract of yours in ``from_block`` or later)."""
+        return wait_for_answer(self.router, request_id, from_block=from_block, timeout=timeout)
 
     def result_bytes(self, answer: Answer, *, url: str | None = None, timeout: float = 10.0) -> bytes:
         """The answer's result bytes: as delivered on-chain, or, for status RESULT_OFFCHAIN, fetched from the

@@ -1,7 +1,8 @@
 """Jobs: named, versioned handlers the coprocessor runs on request inputs.
 
 ``job_id = keccak256("name@version")``. The built-in jobs are ``confidential.credit-score@1``,
-``http.json@1``, ``http.json@2``, ``echo@1`` and ``price@1``; :func:`default_registry` installs them all.
+``http.json@1``, ``http.json@2``, ``echo@1``, ``price@1`` and ``llm.chat@1``; :func:`default_registry`
+installs them all.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from coprocessor.jobs.base import Handler, InvalidJobInputError, Job, JobContext
 from coprocessor.jobs.credit_score import CREDIT_SCORE_JOB
 from coprocessor.jobs.echo import ECHO_JOB
 from coprocessor.jobs.http_json import HTTP_JSON_JOB, HTTP_JSON_V2_JOB
+from coprocessor.jobs.llm_chat import LLM_CHAT_JOB
 from coprocessor.jobs.price import PRICE_JOB
 
 if TYPE_CHECKING:
     from coprocessor.config import CoprocessorConfig
 
-BUILTIN_JOBS: tuple[Job, ...] = (CREDIT_SCORE_JOB, HTTP_JSON_JOB, HTTP_JSON_V2_JOB, ECHO_JOB, PRICE_JOB)
+BUILTIN_JOBS: tuple[Job, ...] = (CREDIT_SCORE_JOB, HTTP_JSON_JOB, HTTP_JSON_V2_JOB, ECHO_JOB, PRICE_JOB, LLM_CHAT_JOB)
 
 
 def default_registry(config: CoprocessorConfig | None = None) -> JobRegistry:

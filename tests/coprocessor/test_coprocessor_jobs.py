@@ -28,6 +28,7 @@ def test_builtin_job_ids_are_keccak_of_name_at_version() -> None:
         "confidential.credit-score@1": job_id("confidential.credit-score", 1),
         "http.json@1": job_id("http.json", 1),
         "http.json@2": job_id("http.json", 2),
+        "llm.chat@1": job_id("llm.chat", 1),
         "echo@1": job_id("echo", "1"),
         "price@1": job_id("price", 1),
     }
@@ -35,10 +36,11 @@ def test_builtin_job_ids_are_keccak_of_name_at_version() -> None:
 
 def test_registry_register_get_list_and_duplicates() -> None:
     registry = make_default_registry()
-    assert len(registry) == 5
+    assert len(registry) == 6
     assert registry.get(ECHO_JOB.job_id) is ECHO_JOB
     assert registry.get(b"\x00" * 32) is None
-    assert [j.name for j in registry.list()] == ["confidential.credit-score", "echo", "http.json", "http.json", "price"]
+    names = ["confidential.credit-score", "echo", "http.json", "http.json", "llm.chat", "price"]
+    assert [j.name for j in registry.list()] == names
     with pytest.raises(ValueError, match="already registered"):
         registry.register(ECHO_JOB)
     assert ECHO_JOB.job_id in registry and len(JobRegistry()) == 0
