@@ -87,9 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     deploy.add_argument("--gatekeeper", required=True, help="address allowed to register signers")
     deploy.add_argument("--allow-simulated", action="store_true", help="enable simulated attestation (31337 only)")
 
-    from teebridge import attest
+    from teebridge import attest, models
 
     attest.add_arguments(sub)
+    models.add_arguments(sub)
 
     if argv is None:
         argv = sys.argv[1:]
@@ -105,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         "gatekeeper": _gatekeeper,
         "deploy": _deploy,
         "attest": attest.run,
+        "models": models.run,
         "feeds": _feeds,
     }[args.command]
     try:

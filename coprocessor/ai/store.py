@@ -144,7 +144,9 @@ class ModelStore:
             out.append(self.info(BUILTIN_MODEL_HASH))
         if self.models_dir is not None and self.models_dir.is_dir():
             for directory in sorted(self.models_dir.iterdir()):
-                if (directory / MANIFEST_FILE).is_file() and len(directory.name) == 64:
+                if (directory / MANIFEST_FILE).is_file() and len(directory.name) == 64 and not (
+                    self.builtin and directory.name == BUILTIN_MODEL_HASH.hex()
+                ):
                     try:
                         out.append(self.info(bytes.fromhex(directory.name)))
                     except (ValueError, UnknownModelError):
