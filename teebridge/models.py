@@ -15,7 +15,13 @@ import tempfile
 from pathlib import Path
 
 from coprocessor.ai.builtin import BUILTIN_MODEL_HASH, BUILTIN_PACKAGE_PIN, builtin_model_dir
-from coprocessor.ai.manifest import FORMAT_FILES, MANIFEST_FILE, ModelManifest, manifest_for_directory, verify_files
+from coprocessor.ai.manifest import (
+    FORMAT_FILES,
+    MANIFEST_FILE,
+    ModelManifest,
+    manifest_for_directory,
+    read_verified_files,
+)
 from coprocessor.ai.store import MODELS_DIR_ENV, ModelStore
 
 DEFAULT_MODELS_DIR = Path(".teebridge") / "coprocessor" / "models"
@@ -85,7 +91,7 @@ def register_model(source: Path, models_dir: Path, name: str = "") -> tuple[byte
     try:
         for filename in FORMAT_FILES[manifest.format].values():
             shutil.copyfile(source / filename, staging / filename)
-        verify_files(manifest, staging)
+        read_verified_files(manifest, staging)
         record = {"name": name, "modelHash": "0x" + model_hash.hex(), "manifest": manifest.to_json()}
         (staging / MANIFEST_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
         staging.rename(target)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -87,11 +86,11 @@ class BertEncoder:
             )
 
     @classmethod
-    def from_files(cls, weights_path: Path, config_path: Path) -> BertEncoder:
-        """Load ``model.safetensors`` (numpy arrays; no torch) and ``config.json``."""
-        from safetensors.numpy import load_file
+    def from_bytes(cls, weights: bytes, config: bytes) -> BertEncoder:
+        """Build from the bytes of ``model.safetensors`` (read as numpy arrays; no torch) and ``config.json``."""
+        from safetensors.numpy import load
 
-        return cls(load_file(str(weights_path)), json.loads(Path(config_path).read_text()))
+        return cls(load(weights), json.loads(config))
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray) -> np.ndarray:
         batch, length = input_ids.shape

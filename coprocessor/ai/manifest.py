@@ -225,17 +225,20 @@ def manifest_for_directory(directory: Path) -> ModelManifest:
     return ModelManifest(fmt, files, source_config(directory, fmt))
 
 
-def verify_files(manifest: ModelManifest, directory: Path) -> dict[str, Path]:
-    """The paths of the model's files in ``directory`` after checking each against the manifest's SHA-256.
+def read_verified_files(manifest: ModelManifest, directory: Path) -> dict[str, bytes]:
+    """The bytes of the model's files in ``directory``, each checked against the manifest's SHA-256.
 
-    Raises :class:`ModelIntegrityError` naming the first file that is missing or differs.
+    Each file is read once and the model is then built from these bytes, never from the path again, so a
+    file swapped on disk after the check (the host is untrusted) is never used. Raises
+    :class:`ModelIntegrityError` naming the first file that is missing or differs.
     """
-    paths = {}
+    contents = {}
     for role, name in FORMAT_FILES[manifest.format].items():
         path = Path(directory) / name
         if not path.is_file():
             raise ModelIntegrityError(f"the {role} file ({name}) is missing")
-        if sha256_file(path) != manifest.files[role]:
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != manifest.files[role]:
             raise ModelIntegrityError(f"the {role} file ({name}) does not match the SHA-256 in the manifest")
-        paths[role] = path
-    return paths
+        contents[role] = data
+    return contents

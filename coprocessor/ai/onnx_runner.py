@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -17,12 +15,14 @@ class OnnxEncoder:
     ``[batch, tokens, dim]`` for token vectors to pool or ``[batch, dim]`` with pooling ``none``.
     """
 
-    def __init__(self, path: Path, output: str | None = None) -> None:
+    def __init__(self, model: bytes, output: str | None = None) -> None:
+        """``model``: the ``model.onnx`` bytes as verified against the manifest. A graph that keeps its weights
+        in external data files does not load (those files would not be covered by the content hash)."""
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        self._session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        self._session = ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self._session.get_inputs()]
         unknown = [name for name in self.inputs if name not in KNOWN_INPUTS]
         if unknown:

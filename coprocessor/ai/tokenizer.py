@@ -25,10 +25,12 @@ class TextTokenizer:
     does the same: its ``max_seq_length`` wins over the file's).
     """
 
-    def __init__(self, path: Path, max_seq_length: int) -> None:
+    def __init__(self, source: bytes | Path, max_seq_length: int) -> None:
+        """``source``: the ``tokenizer.json`` bytes (as verified against a manifest), or its path."""
         from tokenizers import Tokenizer
 
-        self._tokenizer = Tokenizer.from_file(str(path))
+        text = source.decode("utf-8") if isinstance(source, bytes) else Path(source).read_text(encoding="utf-8")
+        self._tokenizer = Tokenizer.from_str(text)
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(max_seq_length)
         pad = self._tokenizer.token_to_id("[PAD]")

