@@ -78,11 +78,15 @@ def compile_standard(std_input: dict[str, Any]) -> tuple[dict[str, Any], str]:
         solcjs = find_solcjs()
     except ToolNotFoundError as exc:
         raise CompileError(str(exc)) from exc
-    # solcjs exits before a pipe drains (its output is cut at 64 KiB), so it writes to a file instead.
-    with tempfile.TemporaryFile("w+") as out:
+    # solcjs exits before a pipe drains (its output is cut at 64 KiB), so it writes to a file instead. Its
+    # input comes from a file too: it reads stdin with readFileSync(0), which fails with EAGAIN when a pipe is
+    # momentarily empty, as happens once the input is larger than the pipe buffer (64 KiB).
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as source:
+        source.write(json.dumps(std_input))
+        source.seek(0)
         proc = subprocess.run(
             [solcjs, "--standard-json"],
-            input=json.dumps(std_input),
+            stdin=source,
             stdout=out,
             stderr=subprocess.PIPE,
             text=True,
