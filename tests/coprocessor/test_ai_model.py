@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -76,10 +75,10 @@ def test_numpy_minilm_matches_sentence_transformers_reference() -> None:
         assert np.abs(alone - ours[index]).max() < 1e-5
 
 
-def test_numpy_minilm_matches_torch_live() -> None:
+def test_numpy_minilm_matches_torch_live(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("torch")
     st = pytest.importorskip("sentence_transformers")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the package's files only; never the hub
     sentences = ["Smart contracts cannot keep secrets.", "A cat sat on the mat.", REFERENCE["sentences"][8]]
     reference = st.SentenceTransformer(str(minilm_dir()), device="cpu").encode(sentences, convert_to_numpy=True)
     assert np.abs(builtin().embed(sentences) - reference).max() < 1e-4
