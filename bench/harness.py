@@ -28,8 +28,8 @@ from teebridge.anvil import DEV_KEYS
 from teebridge.deploy import Deployment, deploy_all
 from teebridge.testkit import DevEnclave, register_dev_enclave, requested_in
 from teebridge.tools import REPO_ROOT, find_anvil
-from verifier.envelope import generate_key
 from verifier.protocol import Domain, Request, job_id
+from verifier.suites import HpkeKeyPair, Suite, encode_key_bundle
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 BUILD_INFO = REPO_ROOT / "contracts" / "artifacts" / "_build-info.json"
@@ -93,7 +93,7 @@ def register(
     ``simulated=False`` is the production path (the gatekeeper verified a hardware attestation); a simulated
     signer makes the registry read one more storage slot on every fulfilment.
     """
-    hpke_public = generate_key().public_key().public_bytes_raw()
+    hpke_public = HpkeKeyPair.generate(Suite.X25519).public_key
     register_dev_enclave(
         chain.owner,
         chain.gatekeeper,
@@ -102,7 +102,7 @@ def register(
         jobs,
         simulated=simulated,
         ttl=ttl,
-        hpke_public_key=hpke_public,
+        hpke_keys=encode_key_bundle({Suite.X25519: hpke_public}),
     )
     return hpke_public
 

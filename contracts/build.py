@@ -78,10 +78,10 @@ def compile_standard(std_input: dict[str, Any]) -> tuple[dict[str, Any], str]:
         solcjs = find_solcjs()
     except ToolNotFoundError as exc:
         raise CompileError(str(exc)) from exc
-    # solcjs exits before a pipe drains (its output is cut at 64 KiB), so it writes to a file instead. Its
-    # input comes from a file too: it reads stdin with readFileSync(0), which fails with EAGAIN when a pipe is
-    # momentarily empty, as happens once the input is larger than the pipe buffer (64 KiB).
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as source:
+    # solcjs exits before a pipe drains (its output is cut at 64 KiB), so it writes to a file instead; and
+    # it reads stdin with one synchronous read, which fails with EAGAIN on a pipe holding more than 64 KiB,
+    # so its input comes from a file too.
+    with tempfile.TemporaryFile("w+") as source, tempfile.TemporaryFile("w+") as out:
         source.write(json.dumps(std_input))
         source.seek(0)
         proc = subprocess.run(

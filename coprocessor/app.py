@@ -6,6 +6,12 @@ the code, picks the quote provider and returns the ASGI app. docs/coprocessor-ap
     GET  /v1/jobs                                 installed jobs
     POST /v1/execute                              run requests, return signed Fulfillments
     POST /v1/price-report                         observe a pair's price, return a signed PriceReport
+    GET  /v1/keys                                 current, pending and retired public keys
+    POST /v1/keys/rotate                          make a pending key set (attest it with ?keys=pending)
+    POST /v1/keys/activate                        make the pending key set current
+    POST /v1/secrets                              store a job owner's signed, encrypted secret set
+    POST /v1/secrets/delete                       delete a secret set (signed by its owner)
+    GET  /v1/secrets/{secretSetId}                version, expiry and deletion state of a secret set
 """
 
 from __future__ import annotations
@@ -30,19 +36,30 @@ from coprocessor.attestation import Measure, QuoteProvider, TeeLocations, create
 from coprocessor.config import CoprocessorConfig
 from coprocessor.executor import BadRequest, Executor, OverloadedError
 from coprocessor.jobs import JobContext, JobRegistry, default_registry
-from coprocessor.keys import EnclaveKeys, load_or_create_keys, open_sealer
+from coprocessor.keys import EnclaveKeys, KeySet, RotationError, load_or_create_keys, open_sealer
 from coprocessor.measurement import code_measurement
 from coprocessor.price.aggregate import AnswerOverflowError, QuorumError
 from coprocessor.price.report import MAX_BODY_BYTES, make_price_report, parse_price_report_request
 from coprocessor.price.settings import PriceSettings, UnknownPairError
-from coprocessor.wire import TooManyRequestsError, WireError, parse_address, parse_chain_id, parse_execute, parse_int
+from coprocessor.secrets import SecretStore
+from coprocessor.wire import (
+    TooManyRequestsError,
+    WireError,
+    parse_address,
+    parse_chain_id,
+    parse_execute,
+    parse_hex,
+    parse_int,
+)
 from verifier.attestation import report_data
 from verifier.hexutil import to_hex
 from verifier.quote import measurement_of, parse_quote
+from verifier.secrets import SecretSetDeletion, SecretSetError, SecretSetUpload
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = "5"
+MAX_SECRETS_BODY = 65536
 Endpoint = Callable[[HttpRequest], Awaitable[Response]]
 
 
@@ -61,6 +78,7 @@ class CoprocessorService:
     provider: QuoteProvider
     jobs: JobRegistry
     executor: Executor
+    secrets: SecretStore
 
     async def health(self, _request: HttpRequest) -> Response:
         """``GET /v1/health``."""
@@ -68,6 +86,7 @@ class CoprocessorService:
             {
                 "status": "ok",
                 "signer": self.keys.signer_address,
+                "hpkeSuites": [suite.label for suite in self.keys.suites],
                 "measurement": to_hex(self.measurement),
                 "attestation": self.provider.kind,
                 "insecure": self.provider.insecure,
@@ -76,7 +95,7 @@ class CoprocessorService:
         )
 
     async def attestation(self, request: HttpRequest) -> Response:
-        """``GET /v1/attestation?chainId=N&registry=0x..``."""
+        """``GET /v1/attestation?chainId=N&registry=0x..[&keys=pending]``."""
         params = request.query_params
         if "chainId" not in params or "registry" not in params:
             return error(400, "query parameters chainId (decimal) and registry (0x address) are required")
@@ -85,22 +104,96 @@ class CoprocessorService:
             registry = parse_address(params["registry"], "registry")
         except WireError as exc:
             return error(400, str(exc))
-        data = report_data(chain_id, registry, self.keys.signer_address, self.keys.hpke_public_key)
+        which = params.get("keys", "current")
+        if which not in ("current", "pending"):
+            return error(400, "keys must be 'current' or 'pending'")
+        key_set = self.keys.current if which == "current" else self.keys.pending
+        if key_set is None:
+            return error(409, "no rotation in progress: POST /v1/keys/rotate first")
+        data = report_data(chain_id, registry, key_set.signer_address, key_set.key_bundle)
         quote = await run_in_threadpool(self.provider.quote, data)
         return JSONResponse(
             {
                 "kind": self.provider.kind,
                 "insecure": self.provider.insecure,
                 "warning": self.provider.warning,
-                "signer": self.keys.signer_address,
-                "hpkePublicKey": to_hex(self.keys.hpke_public_key),
-                "hpkeKeyId": to_hex(self.keys.hpke_key_id),
+                "signer": key_set.signer_address,
+                "hpkeKeys": to_hex(key_set.key_bundle),
+                "hpkeKeyIds": {suite.label: to_hex(pair.key_id) for suite, pair in key_set.hpke.items()},
                 "measurement": to_hex(self.measurement),
                 "chainId": chain_id,
                 "registry": registry,
                 "quote": quote,
             }
         )
+
+    async def list_keys(self, _request: HttpRequest) -> Response:
+        """``GET /v1/keys``: the public halves of the current, pending and retired keys."""
+        pending = self.keys.pending
+        return JSONResponse(
+            {
+                "current": _key_set_json(self.keys.current),
+                "pending": _key_set_json(pending) if pending is not None else None,
+                "retired": [
+                    {"suite": r.pair.suite.label, "keyId": to_hex(r.pair.key_id), "retireAt": r.retire_at}
+                    for r in self.keys.retired
+                ],
+            }
+        )
+
+    async def rotate_keys(self, _request: HttpRequest) -> Response:
+        """``POST /v1/keys/rotate``: make (or return) the pending key set."""
+        pending = await run_in_threadpool(self.keys.begin_rotation)
+        return JSONResponse({"pending": _key_set_json(pending)})
+
+    async def activate_keys(self, request: HttpRequest) -> Response:
+        """``POST /v1/keys/activate`` with ``{"signer": pending signer, "retireAt": unix seconds}``."""
+        try:
+            body = json.loads(await request.body())
+            signer = parse_address(body["signer"], "signer")
+            retire_at = parse_int(body["retireAt"], "retireAt", maximum=2**64 - 1)
+        except (ValueError, KeyError, TypeError) as exc:
+            message = str(exc) if isinstance(exc, WireError) else "send a JSON object {signer, retireAt}"
+            return error(400, message)
+        try:
+            current = await run_in_threadpool(self.keys.complete_rotation, signer, retire_at)
+        except RotationError as exc:
+            return error(409, str(exc))
+        return JSONResponse({"current": _key_set_json(current)})
+
+    async def put_secrets(self, request: HttpRequest) -> Response:
+        """``POST /v1/secrets``: store a signed, encrypted secret set."""
+        return await self._secrets_call(request, lambda doc: self.secrets.put(SecretSetUpload.from_json(doc)))
+
+    async def delete_secrets(self, request: HttpRequest) -> Response:
+        """``POST /v1/secrets/delete``: delete a secret set."""
+        return await self._secrets_call(request, lambda doc: self.secrets.delete(SecretSetDeletion.from_json(doc)))
+
+    async def get_secrets(self, request: HttpRequest) -> Response:
+        """``GET /v1/secrets/{secretSetId}``: version, expiry and deletion state (never a value)."""
+        try:
+            secret_set_id = parse_hex(request.path_params["secret_set_id"], "secretSetId", 32)
+        except WireError as exc:
+            return error(400, str(exc))
+        info = self.secrets.info(secret_set_id)
+        if info is None:
+            return error(404, f"no secret set {to_hex(secret_set_id)} is stored here")
+        return JSONResponse(info.to_json())
+
+    async def _secrets_call(self, request: HttpRequest, action: Callable[[object], object]) -> Response:
+        body = await request.body()
+        if len(body) > MAX_SECRETS_BODY:
+            return error(413, f"request body is larger than {MAX_SECRETS_BODY} bytes")
+        try:
+            doc = json.loads(body)
+        except (ValueError, RecursionError):
+            return error(400, "the body is not valid JSON")
+        try:
+            info = await run_in_threadpool(action, doc)
+        except SecretSetError as exc:
+            return error(400, str(exc))
+        assert hasattr(info, "to_json")
+        return JSONResponse(info.to_json())
 
     async def list_jobs(self, _request: HttpRequest) -> Response:
         """``GET /v1/jobs``: a JSON array of the installed jobs."""
@@ -187,7 +280,21 @@ class CoprocessorService:
             Route("/v1/jobs", _guarded(self.list_jobs), methods=["GET"]),
             Route("/v1/execute", _guarded(self.execute), methods=["POST"]),
             Route("/v1/price-report", _guarded(self.price_report), methods=["POST"]),
+            Route("/v1/keys", _guarded(self.list_keys), methods=["GET"]),
+            Route("/v1/keys/rotate", _guarded(self.rotate_keys), methods=["POST"]),
+            Route("/v1/keys/activate", _guarded(self.activate_keys), methods=["POST"]),
+            Route("/v1/secrets", _guarded(self.put_secrets), methods=["POST"]),
+            Route("/v1/secrets/delete", _guarded(self.delete_secrets), methods=["POST"]),
+            Route("/v1/secrets/{secret_set_id}", _guarded(self.get_secrets), methods=["GET"]),
         ]
+
+
+def _key_set_json(key_set: KeySet) -> dict[str, object]:
+    return {
+        "signer": key_set.signer_address,
+        "hpkeKeys": to_hex(key_set.key_bundle),
+        "hpkeKeyIds": {suite.label: to_hex(pair.key_id) for suite, pair in key_set.hpke.items()},
+    }
 
 
 async def _http_exception(_request: HttpRequest, exc: Exception) -> Response:
@@ -236,8 +343,9 @@ def create_app(
     # simulated: the code measurement; hardware: derived from the enclave's own start-up quote
     measurement = provider.measurement()
     registry = default_registry(config) if jobs is None else jobs
-    executor = Executor(keys, registry, config, measurement)
-    service = CoprocessorService(config, keys, measurement, provider, registry, executor)
+    secrets = SecretStore(config.data_dir, sealer, keys)
+    executor = Executor(keys, registry, config, measurement, secrets)
+    service = CoprocessorService(config, keys, measurement, provider, registry, executor, secrets)
     log.info(
         "coprocessor ready: signer %s, measurement %s, attestation %s, %d jobs",
         keys.signer_address,

@@ -18,9 +18,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from eth_abi import decode, encode
@@ -28,7 +28,8 @@ from eth_abi import decode, encode
 from coprocessor.config import CoprocessorConfig
 from coprocessor.jobs.base import InvalidJobInputError, Job, JobContext, JobError, JobRegistry
 from coprocessor.keys import EnclaveKeys
-from verifier.envelope import Binding, EnvelopeError, open_envelope
+from coprocessor.secrets import EMPTY_SECRETS, SecretStore, SecretUnavailableError
+from verifier.envelope import Binding, EnvelopeError, ResultKey, encrypt_result, open_input, parse_input
 from verifier.hashing import keccak256
 from verifier.hexutil import to_checksum_address, to_hex
 from verifier.protocol import Domain, Fulfillment, Request, Status, fulfillment_for
@@ -88,14 +89,26 @@ class _Outcome:
     result: bytes
 
 
+@dataclass(slots=True)
+class _Prepared:
+    """A request on its way: its outcome (or the run that will produce it) and what the result needs."""
+
+    work: _Outcome | _Run
+    result_key: ResultKey | None = None
+    secrets: Mapping[str, str] = field(default_factory=lambda: EMPTY_SECRETS)
+
+
 class _Run:
     """One handler invocation on the pool: records when it started and never raises out of the worker."""
 
-    def __init__(self, job: Job, args: Any, budget: float, config: CoprocessorConfig) -> None:
+    def __init__(
+        self, job: Job, args: Any, budget: float, config: CoprocessorConfig, secrets: Mapping[str, str]
+    ) -> None:
         self.job = job
         self.args = args
         self.budget = budget
         self.config = config
+        self.secrets = secrets
         self.started = threading.Event()
         self.started_at = 0.0
         self.future: Future[tuple[bool, Any]] | None = None
@@ -107,6 +120,7 @@ class _Run:
             deadline=self.started_at + self.budget,
             http_timeout_seconds=self.config.http_timeout_seconds,
             http_max_response_bytes=self.config.http_max_response_bytes,
+            secrets=self.secrets,
         )
         try:
             return True, self.job.handler(context, self.args)
@@ -139,10 +153,18 @@ def decode_payload(job: Job, payload: bytes) -> Any:
 class Executor:
     """Runs jobs and signs their Fulfillments with the enclave key. Thread-safe; call :meth:`close` at exit."""
 
-    def __init__(self, keys: EnclaveKeys, jobs: JobRegistry, config: CoprocessorConfig, measurement: bytes) -> None:
+    def __init__(
+        self,
+        keys: EnclaveKeys,
+        jobs: JobRegistry,
+        config: CoprocessorConfig,
+        measurement: bytes,
+        secrets: SecretStore | None = None,
+    ) -> None:
         if len(measurement) != 32:
             raise ValueError("a measurement is 32 bytes")
         self.keys = keys
+        self.secrets = secrets
         self.jobs = jobs
         self.config = config
         self.measurement = measurement
@@ -177,27 +199,35 @@ class Executor:
                     f"is {to_hex(request.input_hash)}; send the exact input bytes from the Requested event"
                 )
         started = time.monotonic()
-        prepared: list[_Outcome | _Run] = [self._prepare(domain, request, data) for request, data in items]
-        runs = [p for p in prepared if isinstance(p, _Run)]
+        prepared = [self._prepare(domain, request, data) for request, data in items]
+        runs = [p.work for p in prepared if isinstance(p.work, _Run)]
         for run in runs:
             run.future = self._pool.submit(run)
         queue_deadline = time.monotonic() + self.config.queue_timeout_seconds
         try:
-            outcomes = [p if isinstance(p, _Outcome) else self._await(p, queue_deadline) for p in prepared]
+            outcomes = [
+                p.work if isinstance(p.work, _Outcome) else self._await(p.work, queue_deadline) for p in prepared
+            ]
         except OverloadedError:
             for run in runs:
                 assert run.future is not None
                 run.future.cancel()
             raise
         signed = []
-        for (request, _data), outcome in zip(items, outcomes, strict=True):
-            signed.append(self._sign(domain, request, outcome))
+        for (request, _data), prep, outcome in zip(items, prepared, outcomes, strict=True):
+            final = _withhold_secrets(outcome, prep.secrets)
+            if prep.result_key is not None:
+                sealed = encrypt_result(
+                    final.result, prep.result_key, domain.chain_id, domain.router, request.request_id
+                )
+                final = _Outcome(final.status, sealed)
+            signed.append(self._sign(domain, request, final))
             job = self.jobs.get(request.job_id)
             log.info(
                 "request %s job %s status %s %.1f ms",
                 to_hex(request.request_id),
                 job.label if job else to_hex(request.job_id),
-                outcome.status.name,
+                final.status.name,
                 (time.monotonic() - started) * 1000,
             )
         return signed
@@ -221,21 +251,41 @@ class Executor:
         except ValueError as exc:
             raise BadRequest(f"router is not a 20-byte address: {exc}") from exc
 
-    def _prepare(self, domain: Domain, request: Request, data: bytes) -> _Outcome | _Run:
+    def _prepare(self, domain: Domain, request: Request, data: bytes) -> _Prepared:
+        try:
+            parsed = parse_input(data)
+        except EnvelopeError as exc:
+            return _Prepared(failure(Status.INVALID_INPUT, str(exc)))
+        prepared = _Prepared(failure(Status.INVALID_INPUT, ""), result_key=parsed.result_key)
         job = self.jobs.get(request.job_id)
         if job is None:
-            return failure(Status.UNKNOWN_JOB, f"no job with id {to_hex(request.job_id)} is installed here")
+            prepared.work = failure(Status.UNKNOWN_JOB, f"no job with id {to_hex(request.job_id)} is installed here")
+            return prepared
         binding = Binding(domain.chain_id, domain.router, request.requester, request.job_id)
         try:
-            payload = open_envelope(data, binding, self.keys.hpke_private_key)
+            opened = open_input(data, binding, self.keys.lookup)
         except EnvelopeError as exc:
-            return failure(Status.DECRYPTION_FAILED if exc.decryption else Status.INVALID_INPUT, str(exc))
+            status = Status.UNKNOWN_KEY if exc.unknown_key else Status.DECRYPTION_FAILED
+            prepared.work = failure(status if exc.decryption or exc.unknown_key else Status.INVALID_INPUT, str(exc))
+            return prepared
+        if opened.secret_set_id is not None:
+            try:
+                if self.secrets is None:
+                    raise SecretUnavailableError("this coprocessor keeps no secrets")
+                prepared.secrets = self.secrets.resolve(
+                    opened.secret_set_id, domain.chain_id, request.job_id, request.requester
+                )
+            except SecretUnavailableError as exc:
+                prepared.work = failure(Status.SECRET_UNAVAILABLE, str(exc))
+                return prepared
         try:
-            args = decode_payload(job, payload)
+            args = decode_payload(job, opened.payload)
         except InvalidJobInputError as exc:
-            return failure(Status.INVALID_INPUT, exc.reason)
+            prepared.work = failure(Status.INVALID_INPUT, exc.reason)
+            return prepared
         budget = job.timeout_seconds or self.config.job_timeout_seconds
-        return _Run(job, args, budget, self.config)
+        prepared.work = _Run(job, args, budget, self.config, prepared.secrets)
+        return prepared
 
     def _await(self, run: _Run, queue_deadline: float) -> _Outcome:
         assert run.future is not None
@@ -288,6 +338,14 @@ class Executor:
         return SignedFulfillment(
             request, outcome.status, outcome.result, self.measurement, self.keys.signer_address, signature, domain
         )
+
+
+def _withhold_secrets(outcome: _Outcome, secrets: Mapping[str, str]) -> _Outcome:
+    """The outcome, unless its bytes contain a secret value: then a JOB_FAILED that says so (and no value)."""
+    for value in secrets.values():
+        if value.encode() in outcome.result:
+            return failure(Status.JOB_FAILED, "result withheld: it contains a value of the request's secret set")
+    return outcome
 
 
 def _failure_of(exc: BaseException) -> _Outcome:

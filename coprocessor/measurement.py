@@ -29,6 +29,8 @@ VERIFIER_MODULES: tuple[str, ...] = (
     "verifier/protocol.py",
     "verifier/signing.py",
     "verifier/envelope.py",
+    "verifier/suites.py",
+    "verifier/secrets.py",
     "verifier/attestation.py",
     "verifier/hashing.py",
     "verifier/hexutil.py",

@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from pathlib import Path
 
 from relayer.service import Relayer, RelayerConfig
+from relayer.store import DEFAULT_LEASE_SECONDS, StoreConfigError
+
+#: The store location when --db is not given (keeps a PostgreSQL password out of the process list).
+DB_ENV = "TEEBRIDGE_RELAYER_DB"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -16,7 +19,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rpc-url", required=True, help="JSON-RPC endpoint of the chain")
     parser.add_argument("--router", required=True, help="Router address")
     parser.add_argument("--coprocessor", required=True, help="coprocessor base URL, e.g. http://127.0.0.1:8000")
-    parser.add_argument("--db", required=True, type=Path, help="SQLite file for the relayer's state")
+    parser.add_argument(
+        "--db",
+        help="the relayer's state: a SQLite file (one relayer), or postgresql://user@host:port/dbname shared by"
+        f" several relayers (default: ${DB_ENV})",
+    )
     parser.add_argument("--start-block", type=int, default=0, help="first block to scan when the db is new")
     parser.add_argument("--confirmations", type=int, default=0, help="blocks to wait before reading a log")
     parser.add_argument("--reorg-window", type=int, default=128, help="recent block hashes kept to detect reorgs")
@@ -36,7 +43,19 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="call Router.cancel for expired requests (refunds the requester; the relayer pays the gas)",
     )
+    parser.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=DEFAULT_LEASE_SECONDS,
+        help="how long this relayer's claims on work last unless renewed (each pass renews them); another relayer"
+        " on the same PostgreSQL takes over a dead one's work after this",
+    )
     args = parser.parse_args(argv)
+    db = args.db or os.environ.get(DB_ENV)
+    if not db:
+        parser.error(f"give --db (a SQLite file or a postgresql:// URL) or set {DB_ENV}")
+    if args.lease_seconds <= 0:
+        parser.error("--lease-seconds must be positive")
     if not 0 <= args.metrics_port <= 65535:
         parser.error("--metrics-port must be between 0 and 65535")
     key = os.environ.get("TEEBRIDGE_RELAYER_KEY")
@@ -48,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
         private_key=key,
         router=args.router,
         coprocessor_url=args.coprocessor,
-        db_path=args.db,
+        db_path=db,
         start_block=args.start_block,
         confirmations=args.confirmations,
         reorg_window=args.reorg_window,
@@ -58,8 +77,13 @@ def main(argv: list[str] | None = None) -> None:
         min_balance_wei=args.min_balance_wei,
         balance_alert_interval=args.balance_alert_minutes * 60,
         auto_cancel=args.auto_cancel,
+        lease_seconds=args.lease_seconds,
     )
-    Relayer(config).run_forever()
+    try:
+        relayer = Relayer(config)
+    except (StoreConfigError, ConnectionError) as exc:
+        parser.exit(2, f"relayer: {exc}\n")
+    relayer.run_forever()
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +51,14 @@ class CoprocessorClient:
                 f"coprocessor refused ({response.status_code}): {response.text[:300]}", retryable=False
             )
         return response.json()
+
+    def forward(self, path: str, body: bytes) -> tuple[int, bytes]:
+        """POST ``body`` to ``path`` as it is and return the coprocessor's status and body (502 if unreachable)."""
+        try:
+            response = self._http.post(path, content=body, headers={"Content-Type": "application/json"})
+        except httpx.HTTPError as exc:
+            return 502, json.dumps({"error": f"coprocessor {self.base_url} unreachable: {exc}"}).encode()
+        return response.status_code, response.content
 
     def health(self) -> dict[str, Any]:
         """``GET /v1/health``."""

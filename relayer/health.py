@@ -1,5 +1,9 @@
 """A tiny HTTP server for operators: ``GET /metrics`` (Prometheus text) and ``GET /health`` (JSON).
 
+It also forwards job owners' secret set uploads and deletions (``POST /v1/secrets``,
+``POST /v1/secrets/delete``) to the coprocessor, byte for byte: the relayer cannot read them (they are
+encrypted to the enclave and signed by the owner) and cannot alter them without the enclave refusing.
+
 It runs the stdlib :class:`http.server.ThreadingHTTPServer` in a daemon thread, bound to 127.0.0.1 only
 (put a reverse proxy in front of it to expose it). It never touches the chain or the database itself: it
 serves what the two callables return, and the relayer builds both from state its loop already collected.
@@ -19,6 +23,8 @@ from relayer.metrics import CONTENT_TYPE
 log = logging.getLogger("teebridge.relayer.health")
 
 HOST = "127.0.0.1"
+FORWARDED_PATHS = ("/v1/secrets", "/v1/secrets/delete")
+MAX_FORWARD_BYTES = 65536
 
 
 class HealthServer:
@@ -28,9 +34,16 @@ class HealthServer:
     or a container health check can use it as is. ``port=0`` picks a free port (see :attr:`port`).
     """
 
-    def __init__(self, port: int, metrics: Callable[[], str], health: Callable[[], dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        port: int,
+        metrics: Callable[[], str],
+        health: Callable[[], dict[str, Any]],
+        forward: Callable[[str, bytes], tuple[int, bytes]] | None = None,
+    ) -> None:
         self._metrics = metrics
         self._health = health
+        self._forward = forward
         self._server = ThreadingHTTPServer((HOST, port), self._handler())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -78,6 +91,20 @@ class HealthServer:
                 except Exception as exc:  # a broken provider must not kill the server thread
                     log.warning("health server: %s failed: %s", path, exc)
                     self._reply(500, "text/plain; charset=utf-8", f"error: {exc}\n".encode())
+
+            def do_POST(self) -> None:
+                path = self.path.split("?", 1)[0]
+                if path not in FORWARDED_PATHS or server._forward is None:
+                    self._reply(
+                        404, "text/plain; charset=utf-8", b"not found: POST /v1/secrets or /v1/secrets/delete\n"
+                    )
+                    return
+                length = self.headers.get("Content-Length", "")
+                if not length.isdigit() or int(length) > MAX_FORWARD_BYTES:
+                    self._reply(413, "application/json", b'{"error": "send a JSON body of at most 65536 bytes"}')
+                    return
+                code, body = server._forward(path, self.rfile.read(int(length)))
+                self._reply(code, "application/json", body)
 
             def _reply(self, code: int, content_type: str, body: bytes) -> None:
                 self.send_response(code)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import threading
 import time
-from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,10 +20,21 @@ from relayer.health import HealthServer
 from relayer.metrics import RelayerMetrics
 from relayer.revert_reasons import describe_revert
 from relayer.schedule import run_every
-from relayer.store import DELIVERED, EXECUTED, EXPIRED, FAILED, PENDING, TX_DROPPED, TX_MINED, Store, StoredRequest
+from relayer.store import (
+    DEFAULT_LEASE_SECONDS,
+    DELIVERED,
+    EXECUTED,
+    EXPIRED,
+    FAILED,
+    PENDING,
+    TX_DROPPED,
+    TX_MINED,
+    LeaseLostError,
+    StoredRequest,
+    open_store,
+)
 from relayer.submitter import SubmitPolicy, Submitter
 from relayer.watcher import DEFAULT_REORG_WINDOW, Watcher
-from verifier.hexutil import to_hex
 from verifier.protocol import Domain
 from verifier.signed_result import SignedResultError, verify_signed_result
 
@@ -40,7 +49,8 @@ class RelayerConfig:
     private_key: str
     router: str
     coprocessor_url: str
-    db_path: Path
+    db_path: Path | str
+    """The state: a SQLite file (one relayer) or a ``postgresql://`` URL (several relayers sharing it)."""
     start_block: int = 0
     confirmations: int = 0
     reorg_window: int = DEFAULT_REORG_WINDOW
@@ -59,6 +69,9 @@ class RelayerConfig:
     """``/health`` is degraded when no pass succeeded for this long; default ``max(10, 10 * poll_interval)``."""
     probe_interval: float = 10.0
     """Seconds between two coprocessor health probes."""
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
+    """How long a claim on work (and the chain-following leadership) lasts unless renewed; renewed every pass.
+    Another relayer sharing the store takes over this one's work this long after it died."""
 
 
 #: A request's ``outcome`` holds this key (as JSON) once auto-cancel has acted on it.
@@ -99,37 +112,6 @@ def auto_cancel_record(outcome: str | None) -> dict[str, Any] | None:
     return record if isinstance(record, dict) and AUTO_CANCEL_KEY in record else None
 
 
-class ObservedStore(Store):
-    """The relayer's :class:`Store`, telling the relayer about state changes so it can keep metrics.
-
-    The hooks run after the write succeeded and never raise into the caller: metrics are best effort.
-    """
-
-    observer: Relayer | None = None
-
-    def record_scan(self, requests: Any, *args: Any, **kwargs: Any) -> int:
-        """:meth:`Store.record_scan` (reorg-safe scanning), observed."""
-        items = list(requests)
-        added = super().record_scan(items, *args, **kwargs)
-        if self.observer is not None:
-            self.observer._observe("seen", items, added)
-        return added
-
-    def mark_final(self, request_id: bytes, state: str, outcome: str) -> None:
-        """:meth:`Store.mark_final`, observed (only real state changes count)."""
-        before = self.get(request_id) if self.observer is not None else None
-        super().mark_final(request_id, state, outcome)
-        if self.observer is not None and before is not None and before.state != state:
-            self.observer._observe("final", before, state, outcome)
-
-    def close_transaction(self, tx_hash: str, state: str, *, requeue: Any = ()) -> None:
-        """:meth:`Store.close_transaction`, observed."""
-        requeue = list(requeue)
-        super().close_transaction(tx_hash, state, requeue=requeue)
-        if self.observer is not None:
-            self.observer._observe("tx", tx_hash, state)
-
-
 class Relayer:
     """Watches one Router and relays its requests to one coprocessor."""
 
@@ -150,8 +132,8 @@ class Relayer:
         self._next_probe = 0.0
         self._last_balance_alert: float | None = None
         self._health_server: HealthServer | None = None
-        self.store = ObservedStore(config.db_path)
-        self.store.observer = self
+        self.store = open_store(config.db_path, owner=self.chain.address, lease_seconds=config.lease_seconds)
+        self.store.observer = self._observe
         self.store.bind(self.chain_id, self.router.address)
         self.coprocessor = CoprocessorClient(config.coprocessor_url)
         self.watcher = Watcher(
@@ -183,13 +165,16 @@ class Relayer:
         """Start the ``/metrics`` and ``/health`` server on 127.0.0.1 (``config.metrics_port`` by default)."""
         if self._health_server is None:
             chosen = self.config.metrics_port if port is None else port
-            self._health_server = HealthServer(chosen, self.metrics.render, self.health_report).start()
+            self._health_server = HealthServer(
+                chosen, self.metrics.render, self.health_report, self.coprocessor.forward
+            ).start()
         return self._health_server
 
     def tick(self) -> TickReport:
         """One full pass. Each stage runs even if an earlier one failed; errors are logged and reported."""
         report = TickReport()
         stages = {
+            "lease": self._renew_leases,
             "reconcile": self._reconcile,
             "watch": self._watch,
             "execute": self._execute,
@@ -218,6 +203,9 @@ class Relayer:
             self.metrics.last_success.set(now)
         return report
 
+    def _renew_leases(self, report: TickReport) -> None:
+        self.store.renew_leases()
+
     def _reconcile(self, report: TickReport) -> None:
         self.submitter.reconcile()
 
@@ -225,7 +213,7 @@ class Relayer:
         report.seen = self.watcher.poll()
 
     def _execute(self, report: TickReport) -> None:
-        pending = self.store.in_state(PENDING, limit=self.config.max_batch, due=True)
+        pending = self.store.claim(PENDING, self.config.max_batch)
         if pending:
             report.executed = self._execute_batch(pending)
 
@@ -237,7 +225,7 @@ class Relayer:
                 return sum(self._execute_batch([one]) for one in pending)
             for stored in pending:
                 if exc.retryable:
-                    self.store.mark_retry(stored.request_id, str(exc), self._backoff(stored))
+                    self._retry(stored, str(exc))
                 else:
                     self.store.mark_final(stored.request_id, FAILED, f"coprocessor refused the request: {exc}")
             log.warning("execute failed for %d request(s): %s", len(pending), exc)
@@ -247,13 +235,21 @@ class Relayer:
             try:
                 verify_signed_result(signed, stored.request(), self.domain)
             except SignedResultError as exc:
-                self.store.mark_retry(
-                    stored.request_id, f"coprocessor returned a bad signature: {exc}", self._backoff(stored)
-                )
+                self._retry(stored, f"coprocessor returned a bad signature: {exc}")
                 continue
-            self.store.mark_executed(stored.request_id, signed.to_json())
+            try:
+                self.store.mark_executed(stored.request_id, signed.to_json())
+            except LeaseLostError as exc:  # stalled past the lease: another relayer has it now
+                log.warning("request %s: result dropped: %s", stored.request_id.hex(), exc)
+                continue
             done += 1
         return done
+
+    def _retry(self, stored: StoredRequest, error: str) -> None:
+        try:
+            self.store.mark_retry(stored.request_id, error, self._backoff(stored))
+        except LeaseLostError as exc:
+            log.warning("request %s: %s", stored.request_id.hex(), exc)
 
     def _backoff(self, stored: StoredRequest) -> float:
         return min(60.0, self.config.retry_delay * (2 ** min(stored.attempts, 6)))
@@ -265,14 +261,21 @@ class Relayer:
         now = self.chain.w3.eth.get_block("latest")["timestamp"]
         for state in (PENDING, EXECUTED):
             for stored in self.store.in_state(state):
-                if now > stored.expiry:
-                    self.store.mark_final(stored.request_id, EXPIRED, "expired before delivery; cancel() refunds")
+                if now > stored.expiry and self.store.mark_final(
+                    stored.request_id, EXPIRED, "expired before delivery; cancel() refunds", only_from=(state,)
+                ):
                     report.expired += 1
 
     # ---------------------------------------------------------------- auto-cancel
 
     def _cancel(self, report: TickReport) -> None:
-        """Refund this relayer's expired requests with ``Router.cancel``, and follow up on cancels sent earlier."""
+        """Refund expired requests with ``Router.cancel``, and follow up on cancels sent earlier.
+
+        With a shared store only the leader (the relayer that follows the chain) does it, so no two relayers
+        pay for the same cancel.
+        """
+        if not self.store.try_lead():
+            return
         expired = self.store.in_state(EXPIRED, limit=AUTO_CANCEL_SCAN)
         if not expired:
             return
@@ -322,7 +325,7 @@ class Relayer:
         tx_hash = signed.hash.to_0x_hex()
         raw = bytes(signed.raw_transaction)
         # Durable before broadcast, like the submitter: a restart follows this transaction, never signs a twin.
-        self._record_cancel(stored, "sent", tx=tx_hash, nonce=nonce, raw=raw.hex())
+        self._record_cancel(stored, "sent", tx=tx_hash, nonce=nonce, raw=raw.hex(), sender=address)
         self._broadcast_cancel(raw, tx_hash)
         log.info("request %s expired: sent cancel %s (nonce %d)", stored.request_id.hex(), tx_hash, nonce)
         return 1
@@ -336,7 +339,8 @@ class Relayer:
     def _follow_cancel(self, stored: StoredRequest, record: dict[str, Any]) -> None:
         """Read the receipt of a cancel sent earlier and record how it ended."""
         w3 = self.chain.w3
-        mined_nonce = w3.eth.get_transaction_count(self.chain.address, "latest")  # before the receipt: see submitter
+        sender = record.get("sender") or self.chain.address  # the leader may have changed since it was sent
+        mined_nonce = w3.eth.get_transaction_count(sender, "latest")  # before the receipt: see submitter
         try:
             receipt = w3.eth.get_transaction_receipt(record["tx"])
         except TransactionNotFound:
@@ -365,7 +369,7 @@ class Relayer:
     # ---------------------------------------------------------------- observation
 
     def _observe(self, kind: str, *args: Any) -> None:
-        """Hook from :class:`ObservedStore`; never raises."""
+        """The store's observer hook (state changes, for the metrics); never raises."""
         try:
             if kind == "seen":
                 items, added = args
@@ -392,13 +396,11 @@ class Relayer:
         self._seen_at.pop(before.request_id, None)
 
     def _stored_seen_at(self, request_id: bytes) -> float | None:
-        """When the store first saw ``request_id`` (its ``seen_at`` column), read on a separate read-only handle."""
+        """When the store first saw ``request_id`` (its ``seen_at`` column)."""
         try:
-            with closing(sqlite3.connect(f"file:{self.store.path}?mode=ro", uri=True)) as db:
-                row = db.execute("SELECT seen_at FROM requests WHERE request_id = ?", (to_hex(request_id),)).fetchone()
-        except sqlite3.Error:
+            return self.store.seen_at(request_id)
+        except Exception:  # metrics are best effort
             return None
-        return float(row[0]) if row else None
 
     def _on_transaction(self, tx_hash: str, state: str) -> None:
         if state == TX_DROPPED:
@@ -486,6 +488,7 @@ class Relayer:
             "relayer": self.chain.address,
             "coprocessor": self.config.coprocessor_url,
             "coprocessor_reachable": up,
+            "store": self.store.location,
             "auto_cancel": self.config.auto_cancel,
         }
 

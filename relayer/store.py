@@ -1,4 +1,4 @@
-"""The relayer's durable state in SQLite: requests seen, their progress, and every transaction it signed.
+"""The relayer's durable state: requests seen, their progress, and every transaction it signed.
 
 A request moves through these states::
 
@@ -8,8 +8,16 @@ A request moves through these states::
 
 The invariant that makes a restart (even after ``kill -9``) lose nothing and submit nothing twice: a
 transaction is signed and written here, together with the states of the requests it carries, in one SQL
-transaction *before* it is broadcast. After a crash the relayer finds it here and re-broadcasts the same
-signed bytes (same nonce, same hash) or reads its receipt; it never signs a second transaction for them.
+transaction *before* it is broadcast. After a crash the relayer (or, past its lease, another relayer) finds
+it here and re-broadcasts the same signed bytes (same nonce, same hash) or reads its receipt; nobody ever
+signs a second transaction for them.
+
+Two backends share this module's SQL: :class:`Store` (SQLite, one relayer process per file, the default) and
+:class:`relayer.store_pg.PostgresStore` (several relayer processes on several machines sharing one state).
+:func:`open_store` picks one from a path or a ``postgresql://`` URL. Work is handed out with leases
+(:meth:`SqlStore.claim`, :meth:`SqlStore.claim_transactions`, :meth:`SqlStore.try_lead`): a store opened with
+an ``owner`` only moves the requests it holds a live lease on, so with PostgreSQL no two relayers execute,
+submit or reconcile the same thing, and the leases of a relayer that died expire and are taken over.
 """
 
 from __future__ import annotations
@@ -17,11 +25,11 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from verifier.hexutil import from_hex, to_hex
 from verifier.protocol import Request
@@ -49,7 +57,9 @@ CREATE TABLE IF NOT EXISTS requests (
     outcome            TEXT,
     last_error         TEXT,
     seen_at            REAL NOT NULL,
-    updated_at         REAL NOT NULL
+    updated_at         REAL NOT NULL,
+    lease_owner        TEXT,
+    lease_until        REAL NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS requests_state ON requests (state, next_attempt_at);
 CREATE TABLE IF NOT EXISTS transactions (
@@ -58,14 +68,28 @@ CREATE TABLE IF NOT EXISTS transactions (
     raw         TEXT NOT NULL,
     request_ids TEXT NOT NULL,
     state       TEXT NOT NULL,
-    created_at  REAL NOT NULL
+    created_at  REAL NOT NULL,
+    sender      TEXT,
+    lease_owner TEXT,
+    lease_until REAL NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS transactions_state ON transactions (state);
 CREATE TABLE IF NOT EXISTS scanned_blocks (
     number INTEGER PRIMARY KEY,
     hash   TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS leases (
+    name        TEXT PRIMARY KEY,
+    owner       TEXT NOT NULL,
+    lease_until REAL NOT NULL
+);
 """
+
+#: Columns added after the first release, with their SQLite definitions: an older database file gets them on open.
+ADDED_COLUMNS = {
+    "requests": {"lease_owner": "TEXT", "lease_until": "REAL NOT NULL DEFAULT 0"},
+    "transactions": {"sender": "TEXT", "lease_owner": "TEXT", "lease_until": "REAL NOT NULL DEFAULT 0"},
+}
 
 PENDING = "pending"
 EXECUTED = "executed"
@@ -74,14 +98,30 @@ DELIVERED = "delivered"
 SETTLED = "settled"
 EXPIRED = "expired"
 FAILED = "failed"
-#: The request's log was in a block a reorganisation removed. Set only by :meth:`Store.rewind`; if the same
-#: request id is logged again on the new chain, :meth:`Store.record_scan` revives the row as ``pending``.
+#: The request's log was in a block a reorganisation removed. Set only by :meth:`SqlStore.rewind`; if the same
+#: request id is logged again on the new chain, :meth:`SqlStore.record_scan` revives the row as ``pending``.
 ORPHANED = "orphaned"
 OPEN_STATES = (PENDING, EXECUTED, SUBMITTED)
 
 TX_SENT = "sent"
 TX_MINED = "mined"
 TX_DROPPED = "dropped"
+
+#: Seconds a lease lasts unless renewed; a relayer renews its leases every pass.
+DEFAULT_LEASE_SECONDS = 30.0
+#: The lease that designates the one relayer which follows the chain (watch) and auto-cancels.
+LEADER_LEASE = "leader"
+
+
+class LeaseLostError(RuntimeError):
+    """This relayer no longer holds the lease a write needed (it stalled past it and another relayer took over).
+
+    Nothing was written; the work now belongs to the other relayer.
+    """
+
+
+class StoreConfigError(ValueError):
+    """The store location cannot be used as given (an unknown URL scheme, a missing driver)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,51 +166,78 @@ class StoredTransaction:
     raw: bytes
     request_ids: tuple[bytes, ...]
     state: str
+    sender: str | None = None
+    """The signing account (lowercase ``0x`` address); None only for rows of a database older than leases."""
 
 
-class Store:
-    """SQLite-backed relayer state. One writer process per database file."""
+class Handle(Protocol):
+    """What a backend's connection offers inside :meth:`SqlStore.transaction` (SQL with ``?`` placeholders)."""
 
-    def __init__(self, path: Path | str) -> None:
-        self.path = str(path)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
+    def execute(self, sql: str, params: Sequence[Any] = ..., /) -> Any:
+        """Run one statement; the result iterates over rows that are indexable by column name."""
 
-    def close(self) -> None:
-        """Close the database."""
-        self._db.close()
+    def executemany(self, sql: str, params: Iterable[Sequence[Any]], /) -> Any:
+        """Run one statement for each parameter tuple."""
+
+
+class SqlStore:
+    """The relayer state, in SQL both backends understand; a backend supplies connections and locking.
+
+    ``owner`` (the relayer account's lowercase address) makes the store lease-aware: :meth:`claim`,
+    :meth:`claim_transactions` and :meth:`try_lead` hand out work to it, and :meth:`mark_executed`,
+    :meth:`mark_retry`, :meth:`record_transaction`, :meth:`record_scan` and :meth:`rewind` refuse
+    (:class:`LeaseLostError`) to move work whose lease another owner holds. Without an owner (tools, tests)
+    nothing is fenced.
+    """
+
+    #: Appended to the SELECT that picks rows to claim: PostgreSQL's ``FOR UPDATE SKIP LOCKED``.
+    claim_lock = ""
+    #: Appended to a SELECT that checks a lease before a write: PostgreSQL's ``FOR UPDATE`` (waits for the row).
+    row_lock = ""
+    #: Where the state lives, for messages (a file path or a URL without its password).
+    location = ""
+
+    def __init__(self, owner: str | None = None, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
+        self.owner = owner.lower() if owner else None
+        self.lease_seconds = lease_seconds
+        self.observer: Callable[..., None] | None = None
+        """Called as ``observer(kind, *details)`` after a write that changed something; must not raise."""
+
+    # ---------------------------------------------------------------- backend primitives
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[Handle]:
         """One atomic SQL transaction."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        raise NotImplementedError
+        yield  # pragma: no cover
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Rows of one read outside any transaction."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the connection."""
+        raise NotImplementedError
 
     # ---------------------------------------------------------------- meta
 
     def get_meta(self, key: str) -> str | None:
         """A stored setting, or None."""
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return row["value"] if row else None
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0]["value"] if rows else None
 
     def bind(self, chain_id: int, router: str) -> None:
         """Tie this database to one chain and router; refuse to reuse it for another."""
         identity = f"{chain_id}:{router.lower()}"
-        current = self.get_meta("identity")
-        if current is None:
+        if self.get_meta("identity") is None:
             with self.transaction() as db:
-                db.execute("INSERT INTO meta (key, value) VALUES ('identity', ?)", (identity,))
-        elif current != identity:
+                db.execute(
+                    "INSERT INTO meta (key, value) VALUES ('identity', ?) ON CONFLICT (key) DO NOTHING", (identity,)
+                )
+        current = self.get_meta("identity")
+        if current != identity:
             raise RuntimeError(
-                f"relayer database {self.path} belongs to {current}, not {identity}: use another --db file"
+                f"relayer database {self.location} belongs to {current}, not {identity}: use another --db"
             )
 
     def cursor(self) -> int | None:
@@ -180,7 +247,8 @@ class Store:
 
     # ---------------------------------------------------------------- requests
 
-    def _row(self, row: sqlite3.Row) -> StoredRequest:
+    @staticmethod
+    def _row(row: Any) -> StoredRequest:
         return StoredRequest(
             request_id=from_hex(row["request_id"]),
             requester=row["requester"],
@@ -201,8 +269,18 @@ class Store:
 
     def get(self, request_id: bytes) -> StoredRequest | None:
         """One request by id."""
-        row = self._db.execute("SELECT * FROM requests WHERE request_id = ?", (to_hex(request_id),)).fetchone()
-        return self._row(row) if row else None
+        rows = self._query("SELECT * FROM requests WHERE request_id = ?", (to_hex(request_id),))
+        return self._row(rows[0]) if rows else None
+
+    def seen_at(self, request_id: bytes) -> float | None:
+        """When a request was first stored (Unix time), or None."""
+        rows = self._query("SELECT seen_at FROM requests WHERE request_id = ?", (to_hex(request_id),))
+        return float(rows[0]["seen_at"]) if rows else None
+
+    def lease_of(self, request_id: bytes) -> tuple[str | None, float]:
+        """Who holds the lease on a request and until when (for tests and audits)."""
+        rows = self._query("SELECT lease_owner, lease_until FROM requests WHERE request_id = ?", (to_hex(request_id),))
+        return (rows[0]["lease_owner"], float(rows[0]["lease_until"])) if rows else (None, 0.0)
 
     def in_state(self, state: str, limit: int = 1000, *, due: bool = False) -> list[StoredRequest]:
         """Requests in ``state``, oldest first; with ``due``, only those whose retry time has come."""
@@ -213,88 +291,250 @@ class Store:
             params.append(time.time())
         sql += " ORDER BY block_number, seen_at LIMIT ?"
         params.append(limit)
-        return [self._row(r) for r in self._db.execute(sql, params)]
+        return [self._row(r) for r in self._query(sql, params)]
+
+    def claim(self, state: str, limit: int) -> list[StoredRequest]:
+        """Lease up to ``limit`` due requests in ``state`` to this store's owner, oldest first; return them.
+
+        A request is claimable when nobody holds a live lease on it, or the owner already does (its lease is
+        extended). With PostgreSQL the rows are picked ``FOR UPDATE SKIP LOCKED``: relayers claiming at the
+        same moment get disjoint sets without waiting for each other.
+        """
+        if self.owner is None:
+            raise RuntimeError("claim() needs a store opened with an owner")
+        now = time.time()
+        with self.transaction() as db:
+            rows = list(
+                db.execute(
+                    "SELECT * FROM requests WHERE state = ? AND next_attempt_at <= ?"
+                    " AND (lease_owner IS NULL OR lease_owner = ? OR lease_until < ?)"
+                    f" ORDER BY block_number, seen_at LIMIT ?{self.claim_lock}",
+                    (state, now, self.owner, now, limit),
+                )
+            )
+            db.executemany(
+                "UPDATE requests SET lease_owner = ?, lease_until = ? WHERE request_id = ?",
+                [(self.owner, now + self.lease_seconds, r["request_id"]) for r in rows],
+            )
+        return [self._row(r) for r in rows]
+
+    def renew_leases(self) -> None:
+        """Extend every lease this owner holds on open work (requests, transactions, named leases)."""
+        if self.owner is None:
+            return
+        until = time.time() + self.lease_seconds
+        marks = ", ".join("?" for _ in OPEN_STATES)
+        with self.transaction() as db:
+            db.execute(
+                f"UPDATE requests SET lease_until = ? WHERE lease_owner = ? AND state IN ({marks})",
+                (until, self.owner, *OPEN_STATES),
+            )
+            db.execute(
+                "UPDATE transactions SET lease_until = ? WHERE lease_owner = ? AND state = ?",
+                (until, self.owner, TX_SENT),
+            )
+            db.execute("UPDATE leases SET lease_until = ? WHERE owner = ?", (until, self.owner))
 
     def counts(self) -> dict[str, int]:
         """How many requests are in each state."""
-        return {
-            r["state"]: r["n"] for r in self._db.execute("SELECT state, COUNT(*) AS n FROM requests GROUP BY state")
-        }
+        return {r["state"]: r["n"] for r in self._query("SELECT state, COUNT(*) AS n FROM requests GROUP BY state")}
+
+    def _fence(self, db: Handle, request_ids: Sequence[bytes], state: str) -> None:
+        """Raise :class:`LeaseLostError` unless every request is in ``state`` and leased to nobody else."""
+        if self.owner is None:
+            return
+        for request_id in sorted(request_ids):
+            rows = list(
+                db.execute(
+                    f"SELECT state, lease_owner, lease_until FROM requests WHERE request_id = ?{self.row_lock}",
+                    (to_hex(request_id),),
+                )
+            )
+            if not rows or rows[0]["state"] != state:
+                raise LeaseLostError(f"request {to_hex(request_id)} is no longer {state}: another relayer moved it")
+            holder = rows[0]["lease_owner"]
+            if holder not in (None, self.owner) and rows[0]["lease_until"] >= time.time():
+                raise LeaseLostError(f"request {to_hex(request_id)} is leased to {holder}, not to {self.owner}")
 
     def mark_executed(self, request_id: bytes, fulfillment: dict[str, Any]) -> None:
         """Store the verified signed fulfilment of a pending request."""
-        self._set(request_id, EXECUTED, fulfillment=json.dumps(fulfillment), last_error=None)
+        with self.transaction() as db:
+            self._fence(db, [request_id], PENDING)
+            db.execute(
+                "UPDATE requests SET state = ?, fulfillment = ?, last_error = NULL, updated_at = ?"
+                " WHERE request_id = ?",
+                (EXECUTED, json.dumps(fulfillment), time.time(), to_hex(request_id)),
+            )
 
     def mark_retry(self, request_id: bytes, error: str, delay: float) -> None:
-        """Record a transient failure; try again after ``delay`` seconds."""
+        """Record a transient failure; try again after ``delay`` seconds (by whichever relayer claims it then)."""
         with self.transaction() as db:
+            if self.owner is not None:
+                current = self._query_in(db, "SELECT state FROM requests WHERE request_id = ?", (to_hex(request_id),))
+                if current:
+                    self._fence(db, [request_id], current[0]["state"])
             db.execute(
-                "UPDATE requests SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, updated_at = ?"
-                " WHERE request_id = ?",
+                "UPDATE requests SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, updated_at = ?,"
+                " lease_owner = NULL, lease_until = 0 WHERE request_id = ?",
                 (error, time.time() + delay, time.time(), to_hex(request_id)),
             )
 
-    def mark_final(self, request_id: bytes, state: str, outcome: str) -> None:
-        """Close a request: delivered, settled, expired or failed, with what happened."""
-        self._set(request_id, state, outcome=outcome)
+    def mark_final(self, request_id: bytes, state: str, outcome: str, *, only_from: Sequence[str] = ()) -> bool:
+        """Close a request: delivered, settled, expired or failed, with what happened.
 
-    def _set(self, request_id: bytes, state: str, **fields: Any) -> None:
-        assignments = ", ".join(f"{k} = ?" for k in fields)
-        sql = (
-            f"UPDATE requests SET state = ?, updated_at = ?{', ' + assignments if fields else ''} WHERE request_id = ?"
-        )
+        With ``only_from``, only a request currently in one of those states changes. Returns whether it did.
+        """
+        sql = "UPDATE requests SET state = ?, updated_at = ?, outcome = ? WHERE request_id = ?"
+        params: list[Any] = [state, time.time(), outcome, to_hex(request_id)]
+        if only_from:
+            sql += f" AND state IN ({', '.join('?' for _ in only_from)})"
+            params += list(only_from)
+        before = self.get(request_id) if self.observer is not None else None
         with self.transaction() as db:
-            db.execute(sql, (state, time.time(), *fields.values(), to_hex(request_id)))
+            changed = db.execute(sql, params).rowcount > 0
+        if changed and before is not None and before.state != state:
+            self._notify("final", before, state, outcome)
+        return changed
+
+    def _notify(self, kind: str, *details: Any) -> None:
+        if self.observer is not None:
+            self.observer(kind, *details)
+
+    @staticmethod
+    def _query_in(db: Handle, sql: str, params: Sequence[Any]) -> list[Any]:
+        return list(db.execute(sql, params))
 
     # ---------------------------------------------------------------- transactions
 
-    def next_nonce(self) -> int | None:
-        """One past the highest nonce this relayer ever signed, or None."""
-        row = self._db.execute("SELECT MAX(nonce) AS n FROM transactions").fetchone()
-        return None if row["n"] is None else row["n"] + 1
+    def next_nonce(self, sender: str | None = None) -> int | None:
+        """One past the highest nonce signed from ``sender`` (default: the owner; else any account), or None."""
+        sender = (sender or self.owner or "").lower()
+        if sender:
+            rows = self._query("SELECT MAX(nonce) AS n FROM transactions WHERE sender = ?", (sender,))
+        else:
+            rows = self._query("SELECT MAX(nonce) AS n FROM transactions")
+        return None if rows[0]["n"] is None else rows[0]["n"] + 1
 
-    def record_transaction(self, tx_hash: str, nonce: int, raw: bytes, request_ids: list[bytes]) -> None:
-        """Persist a signed transaction and mark its requests submitted, before broadcasting it."""
+    def record_transaction(
+        self, tx_hash: str, nonce: int, raw: bytes, request_ids: list[bytes], *, sender: str | None = None
+    ) -> None:
+        """Persist a signed transaction and mark its requests submitted, before broadcasting it.
+
+        With an owner, every request must still be ``executed`` and leased to it, else :class:`LeaseLostError`
+        and nothing is written: the caller must then not broadcast.
+        """
         now = time.time()
+        sender = (sender or self.owner or "").lower() or None
         with self.transaction() as db:
+            self._fence(db, request_ids, EXECUTED)
             db.execute(
-                "INSERT INTO transactions (tx_hash, nonce, raw, request_ids, state, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (tx_hash, nonce, raw.hex(), json.dumps([to_hex(r) for r in request_ids]), TX_SENT, now),
+                "INSERT INTO transactions (tx_hash, nonce, raw, request_ids, state, created_at, sender, lease_owner,"
+                " lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    tx_hash,
+                    nonce,
+                    raw.hex(),
+                    json.dumps([to_hex(r) for r in request_ids]),
+                    TX_SENT,
+                    now,
+                    sender,
+                    self.owner,
+                    now + self.lease_seconds if self.owner else 0,
+                ),
             )
             db.executemany(
                 "UPDATE requests SET state = ?, submit_tx = ?, updated_at = ? WHERE request_id = ?",
                 [(SUBMITTED, tx_hash, now, to_hex(r)) for r in request_ids],
             )
 
+    @staticmethod
+    def _tx(r: Any) -> StoredTransaction:
+        return StoredTransaction(
+            r["tx_hash"],
+            r["nonce"],
+            bytes.fromhex(r["raw"]),
+            tuple(from_hex(x) for x in json.loads(r["request_ids"])),
+            r["state"],
+            r["sender"],
+        )
+
     def open_transactions(self) -> list[StoredTransaction]:
-        """Signed transactions whose outcome is not known yet."""
-        rows = self._db.execute("SELECT * FROM transactions WHERE state = ? ORDER BY nonce", (TX_SENT,))
+        """Signed transactions whose outcome is not known yet (of every account)."""
         return [
-            StoredTransaction(
-                r["tx_hash"],
-                r["nonce"],
-                bytes.fromhex(r["raw"]),
-                tuple(from_hex(x) for x in json.loads(r["request_ids"])),
-                r["state"],
-            )
-            for r in rows
+            self._tx(r) for r in self._query("SELECT * FROM transactions WHERE state = ? ORDER BY nonce", (TX_SENT,))
         ]
 
+    def claim_transactions(self) -> list[StoredTransaction]:
+        """Lease the open transactions this owner must reconcile: its own, and those whose owner's lease expired.
+
+        A transaction another relayer signed and then died with is *adopted*: its receipt is read, or the same
+        signed bytes are re-broadcast (anyone may broadcast a signed transaction), so its requests are
+        delivered exactly once even if its signer never comes back.
+        """
+        if self.owner is None:
+            raise RuntimeError("claim_transactions() needs a store opened with an owner")
+        now = time.time()
+        with self.transaction() as db:
+            rows = list(
+                db.execute(
+                    "SELECT * FROM transactions WHERE state = ?"
+                    " AND (lease_owner IS NULL OR lease_owner = ? OR lease_until < ?)"
+                    f" ORDER BY sender, nonce{self.claim_lock}",
+                    (TX_SENT, self.owner, now),
+                )
+            )
+            db.executemany(
+                "UPDATE transactions SET lease_owner = ?, lease_until = ? WHERE tx_hash = ?",
+                [(self.owner, now + self.lease_seconds, r["tx_hash"]) for r in rows],
+            )
+        return [self._tx(r) for r in rows]
+
     def close_transaction(self, tx_hash: str, state: str, *, requeue: Iterable[bytes] = ()) -> None:
-        """Mark a transaction mined or dropped; put the requests of a dropped one back to ``executed``."""
+        """Mark a transaction mined or dropped; put the requests of a dropped one back to ``executed`` (unleased)."""
         now = time.time()
         with self.transaction() as db:
             db.execute("UPDATE transactions SET state = ? WHERE tx_hash = ?", (state, tx_hash))
             db.executemany(
-                "UPDATE requests SET state = ?, submit_tx = NULL, updated_at = ? WHERE request_id = ? AND state = ?",
+                "UPDATE requests SET state = ?, submit_tx = NULL, updated_at = ?, lease_owner = NULL, lease_until = 0"
+                " WHERE request_id = ? AND state = ?",
                 [(EXECUTED, now, to_hex(r), SUBMITTED) for r in requeue],
             )
+        self._notify("tx", tx_hash, state)
 
     def transactions_for(self, request_id: bytes) -> int:
-        """How many transactions this relayer signed that carry ``request_id`` (for tests and audits)."""
+        """How many transactions were signed that carry ``request_id`` (for tests and audits)."""
         needle = f'%"{to_hex(request_id)}"%'
-        return self._db.execute("SELECT COUNT(*) FROM transactions WHERE request_ids LIKE ?", (needle,)).fetchone()[0]
+        return self._query("SELECT COUNT(*) AS n FROM transactions WHERE request_ids LIKE ?", (needle,))[0]["n"]
+
+    # ---------------------------------------------------------------- leadership
+
+    def try_lead(self, name: str = LEADER_LEASE) -> bool:
+        """Take or extend the named lease for this owner if it is free, expired or already ours; return if held."""
+        if self.owner is None:
+            return True
+        now = time.time()
+        with self.transaction() as db:
+            cur = db.execute(
+                "INSERT INTO leases (name, owner, lease_until) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until"
+                " WHERE leases.owner = excluded.owner OR leases.lease_until < ?",
+                (name, self.owner, now + self.lease_seconds, now),
+            )
+            return cur.rowcount > 0
+
+    def leader(self, name: str = LEADER_LEASE) -> str | None:
+        """The owner holding the named lease now, or None."""
+        rows = self._query("SELECT owner FROM leases WHERE name = ? AND lease_until >= ?", (name, time.time()))
+        return rows[0]["owner"] if rows else None
+
+    def _fence_leader(self, db: Handle) -> None:
+        if self.owner is None:
+            return
+        rows = list(db.execute(f"SELECT owner, lease_until FROM leases WHERE name = ?{self.row_lock}", (LEADER_LEASE,)))
+        if not rows or rows[0]["owner"] != self.owner or rows[0]["lease_until"] < time.time():
+            raise LeaseLostError(
+                f"{self.owner} no longer holds the {LEADER_LEASE} lease; another relayer follows the chain"
+            )
 
     # ---------------------------------------------------------------- chain following (reorg safety)
 
@@ -307,11 +547,13 @@ class Store:
         kept. A request whose row is ``orphaned`` (its old block was reorganised away) is revived as a fresh
         ``pending`` request with the fields of the new log: the same id may now carry a different request,
         so nothing of the old row (fulfilment, submission, outcome) is kept. Returns how many rows were
-        inserted or revived.
+        inserted or revived. With an owner, only the holder of the leader lease may write.
         """
         now = time.time()
         added = 0
+        requests = list(requests)
         with self.transaction() as db:
+            self._fence_leader(db)
             for r in requests:
                 cur = db.execute(
                     "INSERT INTO requests (request_id, requester, job_id, input, callback_gas_limit, fee,"
@@ -322,7 +564,8 @@ class Store:
                     " callback_gas_limit = excluded.callback_gas_limit, fee = excluded.fee,"
                     " expiry = excluded.expiry, block_number = excluded.block_number, tx_hash = excluded.tx_hash,"
                     " state = excluded.state, attempts = 0, next_attempt_at = 0, fulfillment = NULL,"
-                    " submit_tx = NULL, outcome = NULL, last_error = NULL, updated_at = excluded.updated_at"
+                    " submit_tx = NULL, outcome = NULL, last_error = NULL, updated_at = excluded.updated_at,"
+                    " lease_owner = NULL, lease_until = 0"
                     " WHERE requests.state = ?",
                     (
                         to_hex(r.request_id),
@@ -342,16 +585,25 @@ class Store:
                 )
                 added += cur.rowcount
             db.executemany(
-                "INSERT OR REPLACE INTO scanned_blocks (number, hash) VALUES (?, ?)",
+                "INSERT INTO scanned_blocks (number, hash) VALUES (?, ?)"
+                " ON CONFLICT (number) DO UPDATE SET hash = excluded.hash",
                 [(n, h) for n, h in hashes.items() if cursor - window < n <= cursor],
             )
             db.execute("DELETE FROM scanned_blocks WHERE number <= ? OR number > ?", (cursor - window, cursor))
-            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('cursor', ?)", (str(cursor),))
+            self._set_cursor(db, cursor)
+        self._notify("seen", requests, added)
         return added
+
+    @staticmethod
+    def _set_cursor(db: Handle, cursor: int) -> None:
+        db.execute(
+            "INSERT INTO meta (key, value) VALUES ('cursor', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (str(cursor),),
+        )
 
     def scanned_hashes(self, down_from: int, limit: int) -> list[tuple[int, str]]:
         """Remembered ``(number, hash)`` of scanned blocks at or below ``down_from``, newest first."""
-        rows = self._db.execute(
+        rows = self._query(
             "SELECT number, hash FROM scanned_blocks WHERE number <= ? ORDER BY number DESC LIMIT ?",
             (down_from, limit),
         )
@@ -371,6 +623,7 @@ class Store:
         now = time.time()
         marks = ", ".join("?" for _ in OPEN_STATES)
         with self.transaction() as db:
+            self._fence_leader(db)
             ids = [
                 r["request_id"]
                 for r in db.execute(
@@ -379,10 +632,103 @@ class Store:
                 )
             ]
             db.execute(
-                "UPDATE requests SET state = ?, last_error = ?, updated_at = ?"
+                "UPDATE requests SET state = ?, last_error = ?, updated_at = ?, lease_owner = NULL, lease_until = 0"
                 f" WHERE block_number > ? AND state IN ({marks})",
                 (ORPHANED, reason, now, to_block, *OPEN_STATES),
             )
             db.execute("DELETE FROM scanned_blocks WHERE number > ?", (to_block,))
-            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('cursor', ?)", (str(to_block),))
+            self._set_cursor(db, to_block)
         return [from_hex(i) for i in ids]
+
+
+class Store(SqlStore):
+    """SQLite-backed relayer state: the default. One relayer process per database file."""
+
+    def __init__(
+        self, path: Path | str, owner: str | None = None, lease_seconds: float = DEFAULT_LEASE_SECONDS
+    ) -> None:
+        super().__init__(owner, lease_seconds)
+        self.path = str(path)
+        self.location = self.path
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Add the columns newer versions use to a database file created by an older one."""
+        for table, columns in ADDED_COLUMNS.items():
+            have = {r["name"] for r in self._db.execute(f"PRAGMA table_info({table})")}
+            for name, definition in columns.items():
+                if name not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
+        missing = self._db.execute("SELECT tx_hash, raw FROM transactions WHERE sender IS NULL").fetchall()
+        if missing:
+            from eth_account import Account  # only for databases written before transactions recorded their sender
+
+            with self.transaction() as db:
+                db.executemany(
+                    "UPDATE transactions SET sender = ? WHERE tx_hash = ?",
+                    [(Account.recover_transaction(bytes.fromhex(r["raw"])).lower(), r["tx_hash"]) for r in missing],
+                )
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic SQL transaction (``BEGIN IMMEDIATE``: the writer lock is taken at once)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return self._db.execute(sql, tuple(params)).fetchall()
+
+    def seen_at(self, request_id: bytes) -> float | None:
+        """When a request was first stored, read on a separate read-only handle (never inside a write)."""
+        try:
+            with closing(sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)) as db:
+                row = db.execute("SELECT seen_at FROM requests WHERE request_id = ?", (to_hex(request_id),)).fetchone()
+        except sqlite3.Error:
+            return None
+        return float(row[0]) if row else None
+
+
+SQLiteStore = Store
+
+#: URL schemes that select the PostgreSQL backend (libpq accepts both).
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres_url(target: str | Path) -> bool:
+    """Whether ``target`` names a PostgreSQL database rather than a SQLite file."""
+    return isinstance(target, str) and target.startswith(POSTGRES_SCHEMES)
+
+
+def open_store(target: str | Path, owner: str | None = None, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> SqlStore:
+    """Open the relayer state at ``target``: a SQLite file path (or ``sqlite:///path``), or a PostgreSQL URL.
+
+    Raises :class:`StoreConfigError` for any other URL scheme.
+    """
+    text = str(target)
+    if is_postgres_url(text):
+        from relayer.store_pg import PostgresStore
+
+        return PostgresStore(text, owner, lease_seconds)
+    if text.startswith("sqlite:///"):
+        return Store(text.removeprefix("sqlite:///"), owner, lease_seconds)
+    if "://" in text:
+        scheme = text.split("://", 1)[0]
+        raise StoreConfigError(
+            f"unsupported relayer store {scheme}://...: give a SQLite file path (one relayer) or a"
+            " postgresql://user@host:port/dbname URL (several relayers sharing one state)"
+        )
+    return Store(Path(text), owner, lease_seconds)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass
 
+from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import ContractLogicError, TransactionNotFound
 from web3.logs import DISCARD
@@ -27,7 +29,8 @@ from relayer.store import (
     SETTLED,
     TX_DROPPED,
     TX_MINED,
-    Store,
+    LeaseLostError,
+    SqlStore,
     StoredRequest,
     StoredTransaction,
 )
@@ -51,6 +54,11 @@ class SubmitPolicy:
     gas_extra: int = 20_000
     retry_delay: float = 2.0
     max_retry_delay: float = 60.0
+    drop_grace: float = 10.0
+    """Seconds a transaction must keep looking dropped (its sender's nonce is past it, yet no receipt) before its
+    requests are requeued. A node can report the nonce a moment before it serves the receipt (anvil under load
+    does; so can load-balanced RPC endpoints that disagree), and requeueing a mined transaction would sign a
+    second fulfilment of requests already delivered."""
     confirmations: int = 0
     """A receipt counts once its block is this many blocks below the head; until then the transaction stays
     open, so a fulfilment whose block is reorged away is re-broadcast rather than recorded as delivered."""
@@ -59,12 +67,16 @@ class SubmitPolicy:
 class Submitter:
     """Turns ``executed`` requests into Router transactions."""
 
-    def __init__(self, chain: ChainClient, router: Contract, store: Store, policy: SubmitPolicy | None = None) -> None:
+    def __init__(
+        self, chain: ChainClient, router: Contract, store: SqlStore, policy: SubmitPolicy | None = None
+    ) -> None:
         self.chain = chain
         self.w3 = chain.w3
         self.router = router
         self.store = store
         self.policy = policy or SubmitPolicy()
+        self._looks_dropped: dict[str, float] = {}
+        """Transaction hash -> when it was first seen with its nonce used and no receipt (monotonic seconds)."""
 
     # ---------------------------------------------------------------- submit
 
@@ -72,12 +84,22 @@ class Submitter:
         """Submit up to ``max_batch`` ready fulfilments in one transaction; return how many were sent."""
         now = self.w3.eth.get_block("latest")["timestamp"]
         batch: list[tuple[StoredRequest, SignedResult]] = []
-        for stored in self.store.in_state(EXECUTED, limit=self.policy.max_batch, due=True):
+        for stored in self.store.claim(EXECUTED, self.policy.max_batch):
             if int.from_bytes(self.router.functions.commitments(stored.request_id).call(), "big") == 0:
-                self.store.mark_final(stored.request_id, SETTLED, "no longer pending on-chain (fulfilled or cancelled)")
+                self.store.mark_final(
+                    stored.request_id,
+                    SETTLED,
+                    "no longer pending on-chain (fulfilled or cancelled)",
+                    only_from=[EXECUTED],
+                )
                 continue
             if now > stored.expiry:
-                self.store.mark_final(stored.request_id, EXPIRED, "expired before delivery; cancel() refunds the fee")
+                self.store.mark_final(
+                    stored.request_id,
+                    EXPIRED,
+                    "expired before delivery; cancel() refunds the fee",
+                    only_from=[EXECUTED],
+                )
                 continue
             assert stored.fulfillment is not None
             batch.append((stored, SignedResult.from_json(stored.fulfillment)))
@@ -114,7 +136,11 @@ class Submitter:
         # being activated); the expire stage closes it when its time is up.
         reason = f"simulation reverted: {describe_revert(exc)}"
         delay = min(self.policy.max_retry_delay, self.policy.retry_delay * (2 ** min(stored.attempts, 10)))
-        self.store.mark_retry(stored.request_id, reason, delay)
+        try:
+            self.store.mark_retry(stored.request_id, reason, delay)
+        except LeaseLostError as exc:
+            log.warning("request %s: %s", stored.request_id.hex(), exc)
+            return
         log.warning("request %s: %s (retry in %.0fs)", stored.request_id.hex(), reason, delay)
 
     def _send(self, batch: list[tuple[StoredRequest, SignedResult]], call, gas: int) -> int:
@@ -130,7 +156,13 @@ class Submitter:
         signed_tx = self.chain.account.sign_transaction(tx)
         tx_hash = signed_tx.hash.to_0x_hex()
         ids = [stored.request_id for stored, _ in batch]
-        self.store.record_transaction(tx_hash, nonce, bytes(signed_tx.raw_transaction), ids)
+        try:
+            self.store.record_transaction(
+                tx_hash, nonce, bytes(signed_tx.raw_transaction), ids, sender=self.chain.address
+            )
+        except LeaseLostError as exc:  # another relayer took these over while we stalled: never broadcast
+            log.warning("not sending %s: %s", tx_hash, exc)
+            return 0
         if os.environ.get(FAULT_ENV) == "crash-before-broadcast":
             os._exit(FAULT_EXIT_CODE)  # fault injection for the crash tests: persisted, never broadcast
         self._broadcast(bytes(signed_tx.raw_transaction), tx_hash)
@@ -146,26 +178,50 @@ class Submitter:
     # ---------------------------------------------------------------- reconcile
 
     def reconcile(self) -> None:
-        """Settle every transaction this relayer signed whose outcome is not recorded yet."""
-        open_txs = self.store.open_transactions()
+        """Settle every open transaction this relayer holds the lease of: its own, and adopted ones.
+
+        A transaction is adopted when the relayer that signed it lost its lease (it died): its receipt is read,
+        or the very same signed bytes are re-broadcast. Nobody signs a second transaction for its requests
+        unless it is known to be dead (its nonce was used by another transaction of its sender).
+        """
+        open_txs = self.store.claim_transactions()
         if not open_txs:
             return
-        # Read the account nonce *before* the receipts: a transaction mined in between then shows up as a
+        # Read each sender's nonce *before* the receipts: a transaction mined in between then shows up as a
         # receipt, never as "nonce used but no receipt", which is what a dropped transaction looks like.
-        mined_nonce = self.w3.eth.get_transaction_count(self.chain.address, "latest")
+        own = self.chain.address.lower()
+        mined_nonces = {
+            sender: self.w3.eth.get_transaction_count(Web3.to_checksum_address(sender), "latest")
+            for sender in {tx.sender or own for tx in open_txs}
+        }
+        for tx in open_txs:
+            if (tx.sender or own) != own:
+                log.info(
+                    "adopting transaction %s (nonce %d) of relayer %s, whose lease lapsed",
+                    tx.tx_hash,
+                    tx.nonce,
+                    tx.sender,
+                )
         depth_needed = self.policy.confirmations
         head = self.w3.eth.block_number if depth_needed else 0
         for tx in open_txs:
+            mined_nonce = mined_nonces[tx.sender or own]
             try:
                 receipt = self.w3.eth.get_transaction_receipt(tx.tx_hash)
             except TransactionNotFound:
                 receipt = None
             if receipt is not None:
+                self._looks_dropped.pop(tx.tx_hash, None)
                 if not depth_needed or head - receipt["blockNumber"] >= depth_needed:
                     self._apply_receipt(tx, receipt)
                 continue  # mined but not deep enough yet: it may still be reorged away
             if mined_nonce > tx.nonce:
-                # Its nonce was consumed by another transaction: this one can never be mined.
+                # Its nonce was consumed, and no receipt: another transaction took it, so this one can never
+                # be mined; unless the node is only slow to serve the receipt. Conclude after a grace period.
+                first = self._looks_dropped.setdefault(tx.tx_hash, time.monotonic())
+                if time.monotonic() - first < self.policy.drop_grace:
+                    continue
+                self._looks_dropped.pop(tx.tx_hash, None)
                 self.store.close_transaction(tx.tx_hash, TX_DROPPED, requeue=tx.request_ids)
                 log.warning("transaction %s was dropped; its requests go back to the queue", tx.tx_hash)
                 continue

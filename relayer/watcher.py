@@ -19,7 +19,7 @@ from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import BlockNotFound
 
-from relayer.store import Store, StoredRequest
+from relayer.store import SqlStore, StoredRequest
 
 log = logging.getLogger("teebridge.relayer.watcher")
 
@@ -44,7 +44,7 @@ class Watcher:
         self,
         w3: Web3,
         router: Contract,
-        store: Store,
+        store: SqlStore,
         *,
         start_block: int,
         confirmations: int = 0,
@@ -65,7 +65,13 @@ class Watcher:
         self._topic = router.events.Requested().topic
 
     def poll(self) -> int:
-        """Undo any reorganised blocks, then store every request logged since the cursor; return how many."""
+        """Undo any reorganised blocks, then store every request logged since the cursor; return how many.
+
+        With a store shared by several relayers only the holder of the leader lease follows the chain; the
+        others return 0 at once (and take over the lease when its holder stops renewing it).
+        """
+        if not self.store.try_lead():
+            return 0
         head = self.w3.eth.block_number - self.confirmations
         cursor = self.store.cursor()
         if cursor is not None:
@@ -81,6 +87,8 @@ class Watcher:
                 anchor[self.start_block - 1] = parent
         added = 0
         while start <= head:
+            if added and not self.store.try_lead():  # a long backfill keeps its lease fresh, or stops
+                break
             end = min(head, start + self.chunk - 1)
             # Only blocks within the window of the head can still be reorganised: a backfill skips the rest.
             first = max(start, end - self.reorg_window + 1, head - self.reorg_window + 1)

@@ -8,6 +8,10 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from teebridge.gatekeeper_service import GatekeeperService
 
 STATE_DIR = Path(".teebridge")
 
@@ -66,8 +70,17 @@ def main(argv: list[str] | None = None) -> int:
 
     gk = sub.add_parser("gatekeeper", help="verify coprocessors' attestations; register, renew and revoke signers")
     gk_sub = gk.add_subparsers(dest="action", required=True)
-    for action, text in (("register", "check each coprocessor once"), ("run", "check them on a schedule")):
-        p = gk_sub.add_parser(action, help=f"{text}; key in TEEBRIDGE_GATEKEEPER_KEY")
+    keys = sub.add_parser("keys", help="enclave keys: show them, or rotate them (gatekeeper key needed)")
+    keys_sub = keys.add_subparsers(dest="action", required=True)
+    show = keys_sub.add_parser("show", help="a coprocessor's current, pending and retired public keys")
+    show.add_argument("--coprocessor", required=True, help="coprocessor base URL")
+    gatekeeper_actions = (
+        (gk_sub, "register", "check each coprocessor once"),
+        (gk_sub, "run", "check them on a schedule"),
+        (keys_sub, "rotate", "fresh enclave keys, verified and registered; old HPKE keys kept until the old expiry"),
+    )
+    for parent, action, text in gatekeeper_actions:
+        p = parent.add_parser(action, help=f"{text}; key in TEEBRIDGE_GATEKEEPER_KEY")
         p.add_argument("--rpc-url", required=True)
         p.add_argument("--deployment", type=Path, required=True, help="deployments/<network>.json")
         p.add_argument("--coprocessor", action="append", required=True, help="coprocessor base URL; repeatable")
@@ -104,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         "request": _request,
         "status": _status,
         "gatekeeper": _gatekeeper,
+        "keys": _keys,
         "deploy": _deploy,
         "attest": attest.run,
         "models": models.run,
@@ -290,6 +304,8 @@ def _status(args: argparse.Namespace) -> int:
         print(f"enclave   {state['coprocessorUrl']}: {health.get('status')} signer {health.get('signer')}")
     except httpx.HTTPError as exc:
         print(f"enclave   {state['coprocessorUrl']}: unreachable ({exc})")
+    if state.get("relayerUrl"):
+        print(f"relayer   {state['relayerUrl']} (/metrics, /health; POST /v1/secrets is forwarded to the enclave)")
     db = args.state.parent / "relayer.sqlite"
     if db.exists():
         counts = Store(db).counts()
@@ -357,12 +373,45 @@ def _feeds(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keys(args: argparse.Namespace) -> int:
+    if args.action == "show":
+        import httpx
+
+        response = httpx.get(args.coprocessor.rstrip("/") + "/v1/keys", timeout=10)
+        response.raise_for_status()
+        print(json.dumps(response.json(), indent=2))
+        return 0
+    service = _gatekeeper_service(args)
+    for url in args.coprocessor:
+        rotation = service.rotate(url)
+        print(
+            f"{url}: rotated {rotation.old_signer} -> {rotation.new_signer} (registered until "
+            f"{rotation.new_expiry}); old HPKE keys decrypt until {rotation.old_keys_retire_at}, then are destroyed"
+        )
+    return 0
+
+
 def _gatekeeper(args: argparse.Namespace) -> int:
     import logging
 
+    from teebridge.gatekeeper_service import Outcome
+
+    service = _gatekeeper_service(args)
+    if args.action == "run":
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s gatekeeper %(levelname)s %(message)s")
+        service.run_forever()
+        return 0
+    failed = False
+    for result in service.check_all():
+        print(f"{result.coprocessor}: {result.outcome.value} {result.signer or ''} {result.reason}".rstrip())
+        failed |= result.outcome not in (Outcome.REGISTERED, Outcome.RENEWED, Outcome.FRESH)
+    return 1 if failed else 0
+
+
+def _gatekeeper_service(args: argparse.Namespace) -> GatekeeperService:
     from relayer.chain import ChainClient
     from teebridge.deploy import Deployment
-    from teebridge.gatekeeper_service import GatekeeperService, Outcome
+    from teebridge.gatekeeper_service import GatekeeperService
     from verifier.gatekeeper import Allowlist, combined_evaluator, dcap_evaluator
     from verifier.hexutil import from_hex
 
@@ -396,7 +445,7 @@ def _gatekeeper(args: argparse.Namespace) -> int:
         hardware = dcap_evaluator(load_policy(args.policy), collateral_for, validity_seconds=args.validity)
     if allowlist is None and hardware is None:
         raise ValueError("nothing to accept: give --policy (TDX/SGX) and/or --allow-simulated with --measurement")
-    service = GatekeeperService(
+    return GatekeeperService(
         ChainClient(args.rpc_url, key),
         deployment.registry,
         args.coprocessor,
@@ -404,15 +453,6 @@ def _gatekeeper(args: argparse.Namespace) -> int:
         renew_margin=args.renew_margin,
         check_interval=args.interval,
     )
-    if args.action == "run":
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s gatekeeper %(levelname)s %(message)s")
-        service.run_forever()
-        return 0
-    failed = False
-    for result in service.check_all():
-        print(f"{result.coprocessor}: {result.outcome.value} {result.signer or ''} {result.reason}".rstrip())
-        failed |= result.outcome not in (Outcome.REGISTERED, Outcome.RENEWED, Outcome.FRESH)
-    return 1 if failed else 0
 
 
 def _deploy(args: argparse.Namespace) -> int:

@@ -13,8 +13,9 @@ from web3.contract import Contract
 from web3.logs import DISCARD
 
 from relayer.chain import ChainClient
-from verifier.envelope import Binding, encrypt, plain
+from verifier.envelope import Binding, EnvelopeError, ResultKey, encrypt, parse_input, plain
 from verifier.protocol import Status
+from verifier.suites import DEFAULT_SUITE, Suite, parse_key_bundle
 
 
 class RequestTimeoutError(TimeoutError):
@@ -23,12 +24,25 @@ class RequestTimeoutError(TimeoutError):
 
 @dataclass(frozen=True)
 class EnclaveKey:
-    """A live enclave signer approved for a job, and its HPKE public key."""
+    """A live enclave signer approved for a job, and its HPKE key bundle (one public key per suite)."""
 
     signer: str
     measurement: bytes
     expiry: int
-    hpke_public_key: bytes
+    hpke_keys: bytes
+
+    @property
+    def suites(self) -> tuple[Suite, ...]:
+        """The HPKE suites this enclave accepts."""
+        return tuple(parse_key_bundle(self.hpke_keys))
+
+    def public_key(self, suite: Suite = DEFAULT_SUITE) -> bytes:
+        """The enclave's raw public key of ``suite``; ``ValueError`` if it does not accept that suite."""
+        keys = parse_key_bundle(self.hpke_keys)
+        if suite not in keys:
+            accepted = ", ".join(s.label for s in keys)
+            raise ValueError(f"enclave {self.signer} does not accept suite {suite.label} (accepts {accepted})")
+        return keys[suite]
 
 
 @dataclass(frozen=True)
@@ -74,12 +88,29 @@ def live_enclave_keys(registry: Contract, job_id: bytes, from_block: int = 0) ->
 
 
 def build_input(
-    payload: bytes, *, encrypt_to: EnclaveKey | None, chain_id: int, router: str, requester: str, job_id: bytes
+    payload: bytes,
+    *,
+    encrypt_to: EnclaveKey | None,
+    chain_id: int,
+    router: str,
+    requester: str,
+    job_id: bytes,
+    suite: Suite = DEFAULT_SUITE,
+    secret_set_id: bytes | None = None,
+    result_key: ResultKey | None = None,
 ) -> bytes:
-    """The input envelope: encrypted to ``encrypt_to`` (bound to this request's context) or plain."""
+    """The input envelope: sealed to ``encrypt_to`` with ``suite`` (bound to this request's context and the
+    options) or plain; with a secret set and/or a key to encrypt the result to."""
     if encrypt_to is None:
-        return plain(payload)
-    return encrypt(payload, encrypt_to.hpke_public_key, Binding(chain_id, router, requester, job_id))
+        return plain(payload, secret_set_id=secret_set_id, result_key=result_key)
+    return encrypt(
+        payload,
+        encrypt_to.public_key(suite),
+        Binding(chain_id, router, requester, job_id),
+        suite=suite,
+        secret_set_id=secret_set_id,
+        result_key=result_key,
+    )
 
 
 def send_via_consumer(
@@ -103,7 +134,7 @@ def send_via_consumer(
         receipt["transactionHash"].to_0x_hex(),
         receipt["blockNumber"],
         block["timestamp"],
-        envelope[:1] != b"\x00",
+        is_sealed(envelope),
     )
 
 
@@ -136,6 +167,14 @@ def wait_for_answer(
         f"no fulfilment for request 0x{request_id.hex()} within {timeout}s: is a relayer running and the "
         "coprocessor registered? (`teebridge status` shows the pipeline)"
     )
+
+
+def is_sealed(envelope: bytes) -> bool:
+    """Whether an input's body is HPKE-sealed (False for a plain or malformed one)."""
+    try:
+        return parse_input(envelope).suite is not None
+    except EnvelopeError:
+        return False  # malformed inputs are sent as they are (and answered with a signed INVALID_INPUT)
 
 
 def _result_from_calldata(router: Contract, calldata: bytes, request_id: bytes) -> bytes:

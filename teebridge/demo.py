@@ -51,7 +51,7 @@ def run_demo(say=print) -> DemoResult:
         job = job_id(*CREDIT_SCORE_JOB)
 
         (key, *_) = live_enclave_keys(registry, job, from_block=d.deploy_block)
-        say(f"enclave key from the registry: signer {key.signer}, HPKE key 0x{key.hpke_public_key.hex()[:16]}...")
+        say(f"enclave key from the registry: signer {key.signer}, HPKE key 0x{key.public_key().hex()[:16]}...")
         payload = eth_abi.encode(CREDIT_SCORE_INPUT_TYPES, APPLICANT)
         envelope = build_input(
             payload, encrypt_to=key, chain_id=d.chain_id, router=d.router, requester=d.consumer, job_id=job

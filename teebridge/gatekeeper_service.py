@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+import httpx
+
 from relayer.chain import ChainClient
 from relayer.schedule import run_every
 from verifier.attestation import AttestationError
@@ -51,6 +53,28 @@ class CheckResult:
     signer: str | None = None
     expiry: int | None = None
     reason: str = ""
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """The outcome of a key rotation."""
+
+    coprocessor: str
+    old_signer: str
+    new_signer: str
+    new_expiry: int
+    old_keys_retire_at: int
+    """When the enclave destroys the old HPKE keys: the old registration's expiry."""
+
+
+def _post(url: str, body: dict[str, Any] | None, timeout: float) -> dict[str, Any]:
+    try:
+        response = httpx.post(url, json=body, timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise RuntimeError(f"cannot reach {url}: {exc}") from exc
+    if response.status_code != 200:
+        raise RuntimeError(f"{url} answered {response.status_code}: {response.text[:300]}")
+    return response.json()
 
 
 @dataclass
@@ -100,12 +124,47 @@ class GatekeeperService:
                 registration.measurement,
                 registration.expiry,
                 registration.simulated,
-                registration.hpke_public_key,
+                registration.hpke_keys,
             )
         )
         outcome = Outcome.RENEWED if expiry else Outcome.REGISTERED
         log.info("%s %s (%s) until %d", outcome.value, signer, coprocessor_url, registration.expiry)
         return CheckResult(coprocessor_url, outcome, signer, registration.expiry)
+
+    def rotate(self, coprocessor_url: str, timeout: float = 30.0) -> Rotation:
+        """Rotate a coprocessor's keys (docs/confidentiality.md, "Key rotation").
+
+        The enclave makes a pending key set; its attestation is verified like any other and the new signer
+        registered; then the enclave makes it current and keeps the old HPKE keys until the old
+        registration's expiry. Raises ``AttestationError`` (nothing activated) if the pending keys do not
+        verify, ``RuntimeError`` if the coprocessor refuses a step.
+        """
+        base = coprocessor_url.rstrip("/")
+        current = fetch_attestation(coprocessor_url, self._chain_id, self.registry_address)
+        old_signer = to_checksum_address(current["signer"])
+        _measurement, old_expiry, _revoked, _simulated, _key = self.registry.functions.signerInfo(old_signer).call()
+        _post(f"{base}/v1/keys/rotate", None, timeout)
+        doc = fetch_attestation(coprocessor_url, self._chain_id, self.registry_address, keys="pending")
+        now = self.gatekeeper.w3.eth.get_block("latest")["timestamp"]
+        registration = self.evaluate(doc, self._chain_id, self.registry_address, now)
+        self.gatekeeper.send(
+            self.registry.functions.registerSigner(
+                registration.signer,
+                registration.measurement,
+                registration.expiry,
+                registration.simulated,
+                registration.hpke_keys,
+            )
+        )
+        _post(f"{base}/v1/keys/activate", {"signer": registration.signer, "retireAt": int(old_expiry)}, timeout)
+        log.info(
+            "rotated %s: %s -> %s; old HPKE keys kept until %d",
+            coprocessor_url,
+            old_signer,
+            registration.signer,
+            old_expiry,
+        )
+        return Rotation(coprocessor_url, old_signer, registration.signer, registration.expiry, int(old_expiry))
 
     def registry_view(self, signer: str | None) -> Registration:
         """What the registry records for ``signer`` now."""

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from coprocessor.measurement import code_measurement
 from relayer.chain import ChainClient
-from teebridge.anvil import DEV_KEYS, Anvil
+from teebridge.anvil import DEV_KEYS, Anvil, free_port
 from teebridge.deploy import Deployment, FeedParams, deploy_all, deploy_feeds
 from teebridge.gatekeeper_service import GatekeeperService, Outcome
 from teebridge.price_replay import PriceReplay
@@ -64,6 +64,8 @@ class LocalStack:
     record: Path | None = field(init=False, default=None)
     """The deployment record the feed pusher follows (``teebridge feeds set`` edits it)."""
     coprocessor_url: str = field(init=False, default="")
+    relayer_url: str = field(init=False, default="")
+    """The relayer's operator endpoint: /metrics, /health, and secret uploads forwarded to the coprocessor."""
     _own_workdir: bool = field(init=False, default=False)
 
     def start(self) -> LocalStack:
@@ -128,9 +130,22 @@ class LocalStack:
             self.relayer.wait_for_line(RELAYER_READY, after=self.relayer.log_offset)
             self._write_state()
 
-    def start_relayer(self, db_name: str = "relayer.sqlite", extra_env: dict[str, str] | None = None) -> Child:
-        """Start (or restart) the relayer process with its state in ``workdir/db_name``."""
+    def start_relayer(
+        self,
+        db_name: str = "relayer.sqlite",
+        extra_env: dict[str, str] | None = None,
+        *,
+        db: str | None = None,
+        key: str = RELAYER_KEY,
+        name: str = "relayer",
+        extra_args: tuple[str, ...] = (),
+    ) -> Child:
+        """Start (or restart) a relayer process with its state in ``workdir/db_name`` (or ``db``, e.g. a
+        ``postgresql://`` URL shared by several relayers), paying from ``key``, logging to ``workdir/name.log``.
+        """
         assert self.workdir is not None
+        if not self.relayer_url:
+            self.relayer_url = f"http://127.0.0.1:{free_port()}"
         return Child(
             "relayer",
             python_module(
@@ -142,14 +157,16 @@ class LocalStack:
                 "--coprocessor",
                 self.coprocessor_url,
                 "--db",
-                str(self.workdir / db_name),
+                db or str(self.workdir / db_name),
                 "--start-block",
                 str(self.deployment.deploy_block),
                 "--poll-interval",
                 str(self.relayer_poll_interval),
+                *(("--metrics-port", self.relayer_url.rsplit(":", 1)[1]) if name == "relayer" else ()),
+                *extra_args,
             ),
-            self.workdir / "relayer.log",
-            env={"TEEBRIDGE_RELAYER_KEY": RELAYER_KEY, **(extra_env or {})},
+            self.workdir / f"{name}.log",
+            env={"TEEBRIDGE_RELAYER_KEY": key, **(extra_env or {})},
         ).start()
 
     def _start_feeds(self, owner: ChainClient) -> None:
@@ -203,6 +220,7 @@ class LocalStack:
         state = {
             "rpcUrl": self.anvil.rpc_url,
             "coprocessorUrl": self.coprocessor_url,
+            "relayerUrl": self.relayer_url,
             "deployment": json.loads(self.deployment.to_json()),
             "signer": self.registration.signer,
             "priceReplayUrl": self.price_replay.base_url if self.price_replay else None,

@@ -63,7 +63,7 @@ def register_dev_enclave(
     *,
     simulated: bool = True,
     ttl: int = 3600,
-    hpke_public_key: bytes = b"\x01" * 32,
+    hpke_keys: bytes = b"\x01" + b"\x01" * 32,
 ) -> None:
     """Approve ``enclave``'s measurement for ``jobs`` (as the owner) and register it (as the gatekeeper).
 
@@ -77,7 +77,7 @@ def register_dev_enclave(
     registry = gatekeeper.contract("EnclaveRegistry", registry_address)
     now = gatekeeper.w3.eth.get_block("latest")["timestamp"]
     gatekeeper.send(
-        registry.functions.registerSigner(enclave.address, enclave.measurement, now + ttl, simulated, hpke_public_key)
+        registry.functions.registerSigner(enclave.address, enclave.measurement, now + ttl, simulated, hpke_keys)
     )
 
 

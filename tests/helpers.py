@@ -62,11 +62,18 @@ def deploy_stack(rpc_url: str, *, allow_simulated: bool = True) -> Stack:
 
 
 def register(
-    stack: Stack, enclave: DevEnclave, *, jobs: tuple[bytes, ...] = (ECHO_JOB,), ttl: int = 3600, simulated: bool = True
+    stack: Stack,
+    enclave: DevEnclave,
+    *,
+    jobs: tuple[bytes, ...] = (ECHO_JOB,),
+    ttl: int = 3600,
+    simulated: bool = True,
+    hpke_keys: bytes | None = None,
 ) -> None:
     """Register ``enclave`` and approve its measurement for ``jobs``."""
+    extra = {} if hpke_keys is None else {"hpke_keys": hpke_keys}
     register_dev_enclave(
-        stack.owner, stack.gatekeeper, stack.registry.address, enclave, jobs, simulated=simulated, ttl=ttl
+        stack.owner, stack.gatekeeper, stack.registry.address, enclave, jobs, simulated=simulated, ttl=ttl, **extra
     )
 
 

@@ -73,9 +73,7 @@ def test_ciphertext_copied_into_another_requesters_request_does_not_open(local: 
     user = User(local)
     # Sealed for another requester (say, a victim's consumer), then replayed through ours.
     victim = "0x000000000000000000000000000000000000dEaD"
-    stolen = encrypt(
-        APPLICANT, user.key(CREDIT).hpke_public_key, Binding(user.d.chain_id, user.d.router, victim, CREDIT)
-    )
+    stolen = encrypt(APPLICANT, user.key(CREDIT).public_key(), Binding(user.d.chain_id, user.d.router, victim, CREDIT))
     _, answer = user.ask(CREDIT, stolen)
     assert answer.status == Status.DECRYPTION_FAILED
     assert "does not open" in eth_abi.decode(["string"], answer.result)[0]
@@ -83,7 +81,7 @@ def test_ciphertext_copied_into_another_requesters_request_does_not_open(local: 
 
 def test_ciphertext_for_another_chain_does_not_open(local: LocalStack) -> None:
     user = User(local)
-    elsewhere = encrypt(APPLICANT, user.key(CREDIT).hpke_public_key, Binding(1, user.d.router, user.d.consumer, CREDIT))
+    elsewhere = encrypt(APPLICANT, user.key(CREDIT).public_key(), Binding(1, user.d.router, user.d.consumer, CREDIT))
     _, answer = user.ask(CREDIT, elsewhere)
     assert answer.status == Status.DECRYPTION_FAILED
 

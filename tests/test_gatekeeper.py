@@ -15,7 +15,7 @@ from verifier.signing import address_of_private_key, sign_digest
 REGISTRY = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 MEASUREMENT = keccak256(b"approved code")
 SIGNER = address_of_private_key(os.urandom(32))
-HPKE = os.urandom(32)
+HPKE = b"\x01" + os.urandom(32)  # a key bundle with one x25519 key
 ALLOW = Allowlist(frozenset({MEASUREMENT}), allow_simulated=True)
 
 
@@ -32,7 +32,7 @@ def attestation(
     return {
         "kind": "simulated",
         "signer": SIGNER,
-        "hpkePublicKey": to_hex(HPKE),
+        "hpkeKeys": to_hex(HPKE),
         "quote": doc_quote,
         "measurement": to_hex(measurement),
     }
@@ -45,7 +45,7 @@ def evaluate(doc: dict, *, chain_id: int = 31337, allowlist: Allowlist = ALLOW):
 def test_valid_simulated_attestation_is_registered() -> None:
     registration = evaluate(attestation())
     assert (registration.signer, registration.measurement, registration.simulated) == (SIGNER, MEASUREMENT, True)
-    assert registration.hpke_public_key == HPKE
+    assert registration.hpke_keys == HPKE
     assert registration.expiry == 1_000 + ALLOW.validity_seconds
 
 

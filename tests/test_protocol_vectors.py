@@ -107,8 +107,11 @@ def test_fulfillment_digest_matches_eth_account(
 def test_hpke_info_layout() -> None:
     router, requester = "0x" + "11" * 20, "0x" + "22" * 20
     info = Binding(31337, router, requester, b"\x33" * 32).info()
-    assert len(info) == 122
-    assert info == b"teebridge/v1/input" + (31337).to_bytes(32, "big") + b"\x11" * 20 + b"\x22" * 20 + b"\x33" * 32
+    assert len(info) == 154
+    context = b"teebridge/v1/input" + (31337).to_bytes(32, "big") + b"\x11" * 20 + b"\x22" * 20 + b"\x33" * 32
+    assert info == context + keccak256(b"")
+    options = b"\x10" + b"\x44" * 32
+    assert Binding(31337, router, requester, b"\x33" * 32).info(options) == context + keccak256(options)
 
 
 def test_report_data_vector() -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from relayer.chain import ChainClient
 from teebridge.anvil import DEV_KEYS, Anvil
 from teebridge.deploy import deploy_all
 from tests.helpers import ECHO_JOB, MEASUREMENT, DevEnclave, Stack, assert_reverts_with, register
 from verifier.hashing import keccak256
+from verifier.suites import HpkeKeyPair, Suite, encode_key_bundle, parse_key_bundle, suite_mask
 
 
 def test_only_the_gatekeeper_registers(stack: Stack) -> None:
@@ -74,8 +77,39 @@ def test_signer_info_exposes_the_hpke_key(stack: Stack) -> None:
     enclave = DevEnclave.random()
     register(stack, enclave)
     measurement, expiry, revoked, simulated, hpke = stack.registry.functions.signerInfo(enclave.address).call()
-    assert (measurement, revoked, simulated, hpke) == (MEASUREMENT, False, True, b"\x01" * 32)
+    assert (measurement, revoked, simulated, hpke) == (MEASUREMENT, False, True, b"\x01" * 33)
     assert expiry > stack.w3.eth.get_block("latest")["timestamp"]
+    assert stack.registry.functions.hpkeSuites(enclave.address).call() == Suite.X25519.mask
+
+
+def test_registry_publishes_the_suites_of_a_key_bundle(stack: Stack) -> None:
+    enclave = DevEnclave.random()
+    bundle = encode_key_bundle({suite: HpkeKeyPair.generate(suite).public_key for suite in Suite})
+    register(stack, enclave, hpke_keys=bundle)
+    assert stack.registry.functions.signerInfo(enclave.address).call()[4] == bundle
+    assert stack.registry.functions.hpkeSuites(enclave.address).call() == suite_mask(Suite) == 0b110
+    assert stack.registry.functions.hpkeSuites(DevEnclave.random().address).call() == 0
+
+
+@pytest.mark.parametrize(
+    "bundle",
+    [
+        b"",
+        b"\x01" + b"\x01" * 31,  # truncated x25519 key
+        b"\x01" + b"\x01" * 33,  # trailing byte
+        b"\x03" + b"\x01" * 32,  # unknown suite
+        b"\x01" + b"\x01" * 32 + b"\x01" + b"\x02" * 32,  # suite twice
+        b"\x02" + b"\x01" * 1216 + b"\x01" + b"\x02" * 32,  # descending
+    ],
+    ids=["empty", "truncated", "trailing", "unknown-suite", "repeated", "descending"],
+)
+def test_malformed_key_bundles_are_refused(stack: Stack, bundle: bytes) -> None:
+    enclave = DevEnclave.random()
+    register(stack, enclave)  # approves the measurement; then try the bundle directly
+    call = stack.registry.functions.registerSigner(enclave.address, MEASUREMENT, 2**40, True, bundle)
+    assert_reverts_with(call, stack.gatekeeper.address, "InvalidKeyBundle()")
+    with pytest.raises(ValueError):
+        parse_key_bundle(bundle)
 
 
 # ---------------------------------------------------------------- governance: delay, versions, emergencies

@@ -177,3 +177,28 @@ def test_transaction_mined_during_reconcile_is_not_taken_for_dropped(local: Loca
     finally:
         w3.provider.make_request("evm_setAutomine", [True])
         relayer.close()
+
+
+def test_receipt_served_late_is_not_taken_for_dropped(local: LocalStack, tmp_path: Path) -> None:
+    """The node reports the nonce used but no receipt yet (anvil under load does): wait, do not requeue."""
+    request_id = request_echo(local, b"late receipt")
+    relayer = relayer_for(local, tmp_path / "r.sqlite")
+    w3 = relayer.chain.w3
+    real_lookup = w3.eth.get_transaction_receipt
+
+    def not_yet(tx_hash):
+        raise TransactionNotFound("not served yet")
+
+    w3.eth.get_transaction_receipt = not_yet
+    try:
+        relayer.tick()  # executed, submitted and mined at once (automine); the receipt "is not there"
+        for _ in range(2):
+            relayer.submitter.reconcile()
+        stored = relayer.store.get(request_id)
+        assert stored is not None and stored.state == SUBMITTED, "a mined transaction was taken for dropped"
+    finally:
+        w3.eth.get_transaction_receipt = real_lookup
+    relayer.submitter.reconcile()
+    assert relayer.store.get(request_id).state == DELIVERED
+    assert relayer.store.transactions_for(request_id) == 1
+    relayer.close()

@@ -4,7 +4,7 @@
 enclave's keys to one chain and one registry::
 
     report_data = keccak256("teebridge/v1/attest" || uint256 chainId || registry || signer
-                            || keccak256(hpkePublicKey)) || 32 zero bytes
+                            || keccak256(hpkeKeys)) || 32 zero bytes
 
 The simulated quote stands in for a TDX/SGX quote where there is no TEE. It is signed by a quoting key
 whose private half is published below: anyone can make one, so it proves nothing. The registry accepts
@@ -47,10 +47,13 @@ class AttestationError(ValueError):
         self.revoke = revoke
 
 
-def report_data(chain_id: int, registry: str | bytes, signer: str | bytes, hpke_public_key: bytes) -> bytes:
-    """The 64-byte report data an enclave must put in its quote for these keys on this chain."""
+def report_data(chain_id: int, registry: str | bytes, signer: str | bytes, hpke_keys: bytes) -> bytes:
+    """The 64-byte report data an enclave must put in its quote for these keys on this chain.
+
+    ``hpke_keys`` is the enclave's HPKE key bundle (``verifier.suites.encode_key_bundle``).
+    """
     digest = keccak256(
-        REPORT_DATA_TAG + word(chain_id) + address_bytes(registry) + address_bytes(signer) + keccak256(hpke_public_key)
+        REPORT_DATA_TAG + word(chain_id) + address_bytes(registry) + address_bytes(signer) + keccak256(hpke_keys)
     )
     return digest + b"\x00" * 32
 

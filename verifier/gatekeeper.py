@@ -23,6 +23,7 @@ from verifier.attestation import (
     verify_simulated_quote,
 )
 from verifier.hexutil import from_hex, to_checksum_address, to_hex
+from verifier.suites import parse_key_bundle
 
 LOCAL_CHAIN_ID = 31337
 DEFAULT_VALIDITY_SECONDS = 7 * 24 * 3600
@@ -50,16 +51,29 @@ class Registration:
     measurement: bytes
     expiry: int
     simulated: bool
-    hpke_public_key: bytes
+    hpke_keys: bytes
     evidence: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
 
-def fetch_attestation(coprocessor_url: str, chain_id: int, registry: str, timeout: float = 10.0) -> dict[str, Any]:
-    """``GET /v1/attestation`` from a coprocessor, for this chain and registry."""
+def key_bundle_of(doc: dict[str, Any]) -> bytes:
+    """The attestation document's HPKE key bundle (``hpkeKeys``), checked to parse (``verifier.suites``)."""
+    bundle = from_hex(doc["hpkeKeys"])
+    try:
+        parse_key_bundle(bundle)
+    except ValueError as exc:
+        raise AttestationError(f"malformed HPKE key bundle: {exc}") from exc
+    return bundle
+
+
+def fetch_attestation(
+    coprocessor_url: str, chain_id: int, registry: str, timeout: float = 10.0, *, keys: str = "current"
+) -> dict[str, Any]:
+    """``GET /v1/attestation`` from a coprocessor, for this chain and registry (``keys="pending"`` during a
+    rotation)."""
     try:
         response = httpx.get(
             coprocessor_url.rstrip("/") + "/v1/attestation",
-            params={"chainId": chain_id, "registry": registry},
+            params={"chainId": chain_id, "registry": registry, "keys": keys},
             timeout=timeout,
         )
     except httpx.HTTPError as exc:
@@ -84,7 +98,7 @@ def evaluate_attestation(
     """Verify an attestation document; return the registration it justifies or raise AttestationError."""
     try:
         signer = to_checksum_address(doc["signer"])
-        hpke_public_key = from_hex(doc["hpkePublicKey"])
+        hpke_keys = key_bundle_of(doc)
         kind = doc["kind"]
         quote_doc = doc["quote"]
     except (KeyError, ValueError, TypeError) as exc:
@@ -103,7 +117,7 @@ def evaluate_attestation(
         raise AttestationError(
             f"measurement {to_hex(quote.measurement)} is not on the allowlist ({allowlist.describe()})"
         )
-    expected = report_data(chain_id, registry, signer, hpke_public_key)
+    expected = report_data(chain_id, registry, signer, hpke_keys)
     if quote.report_data != expected:
         raise AttestationError(
             "report data does not bind this signer and HPKE key to this chain and registry "
@@ -115,7 +129,7 @@ def evaluate_attestation(
         measurement=quote.measurement,
         expiry=issued + allowlist.validity_seconds,
         simulated=True,
-        hpke_public_key=hpke_public_key,
+        hpke_keys=hpke_keys,
         evidence=doc,
     )
 
@@ -154,7 +168,7 @@ def dcap_evaluator(
     def evaluate(doc: dict[str, Any], chain_id: int, registry: str, now: int) -> Registration:
         try:
             signer = to_checksum_address(doc["signer"])
-            hpke_public_key = from_hex(doc["hpkePublicKey"])
+            hpke_keys = key_bundle_of(doc)
             evidence = doc["quote"]
             kind = evidence["kind"]
             raw = from_hex(evidence["quote"])
@@ -179,7 +193,7 @@ def dcap_evaluator(
             raise AttestationError(
                 f"quote refused ({reason}): {verdict.describe()}", revoke=reason not in TRANSIENT_REASONS
             )
-        expected = binding(chain_id, registry, signer, hpke_public_key)
+        expected = binding(chain_id, registry, signer, hpke_keys)
         decision = policy.evaluate(quote, verdict, at, expected_report_data=expected)
         if not decision.accept:
             raise AttestationError(
@@ -190,7 +204,7 @@ def dcap_evaluator(
         deadline = usable_until(policy, verdict)
         if deadline is not None:
             expiry = min(expiry, int(deadline.timestamp()))
-        return Registration(signer, measurement_of(quote), expiry, False, hpke_public_key, evidence=doc)
+        return Registration(signer, measurement_of(quote), expiry, False, hpke_keys, evidence=doc)
 
     return evaluate
 

@@ -44,6 +44,12 @@ class Status(IntEnum):
     """The job exceeded its time budget."""
     RESULT_TOO_LARGE = 6
     """The job's output is larger than the coprocessor's limit."""
+    SECRET_UNAVAILABLE = 7
+    """The input names a secret set this request may not use: missing, deleted, expired, or for another
+    chain, job or requester."""
+    UNKNOWN_KEY = 8
+    """The input was sealed to an enclave key this enclave does not hold: retired after a key rotation, or
+    another enclave's. Fetch the live keys from the registry and encrypt again."""
 
 
 def word(value: int) -> bytes:

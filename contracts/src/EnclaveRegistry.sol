@@ -15,12 +15,17 @@ import {IEnclaveRegistry} from "./interfaces/IEnclaveRegistry.sol";
 contract EnclaveRegistry is IEnclaveRegistry {
     /// @notice The only chain id on which simulated (insecure, local-only) attestations can be enabled.
     uint256 public constant LOCAL_CHAIN_ID = 31337;
+    /// @notice HPKE suite id of DHKEM(X25519, HKDF-SHA256) + ChaCha20-Poly1305 (32-byte public key).
+    uint8 public constant SUITE_X25519 = 1;
+    /// @notice HPKE suite id of ML-KEM-768 + X25519 (X-Wing) + ChaCha20-Poly1305 (1216-byte public key).
+    uint8 public constant SUITE_MLKEM768_X25519 = 2;
 
     struct Signer {
         bytes32 measurement;
         uint64 expiry;
         bool revoked;
         bool simulated;
+        uint8 suites;
     }
 
     struct Proposal {
@@ -47,7 +52,7 @@ contract EnclaveRegistry is IEnclaveRegistry {
     mapping(bytes32 jobId => mapping(bytes32 measurement => Proposal)) public proposals;
 
     mapping(address signer => Signer) private _signers;
-    mapping(address signer => bytes) private _hpkePublicKeys;
+    mapping(address signer => bytes) private _hpkeKeys;
     mapping(bytes32 jobId => mapping(bytes32 measurement => bool)) private _approved;
 
     error NotOwner();
@@ -67,6 +72,7 @@ contract EnclaveRegistry is IEnclaveRegistry {
     error ProposalNotReady(uint64 eta);
     error UnknownMeasurement(bytes32 measurement);
     error MinimumVersionNotRaised(uint64 current, uint64 proposed);
+    error InvalidKeyBundle();
 
     event OwnershipTransferStarted(address indexed previousOwner, address indexed newOwner);
     event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
@@ -77,7 +83,7 @@ contract EnclaveRegistry is IEnclaveRegistry {
     event JobMeasurementSet(bytes32 indexed jobId, bytes32 indexed measurement, bool approved);
     event MinimumVersionRaised(uint64 previous, uint64 minimum);
     event SignerRegistered(
-        address indexed signer, bytes32 indexed measurement, uint64 expiry, bool simulated, bytes hpkePublicKey
+        address indexed signer, bytes32 indexed measurement, uint64 expiry, bool simulated, bytes hpkeKeys
     );
     event SignerRevoked(address indexed signer);
 
@@ -198,13 +204,14 @@ contract EnclaveRegistry is IEnclaveRegistry {
     /// @param measurement The measurement the attestation proved.
     /// @param expiry Unix time after which the registration is no longer valid.
     /// @param simulated Whether the attestation was a simulated one.
-    /// @param hpkePublicKey The enclave's HPKE public key, for encrypting inputs to it.
+    /// @param hpkeKeys The enclave's HPKE key bundle, `suite || publicKey` per accepted suite in ascending
+    ///        suite order (docs/protocol.md, "Key bundle"); requesters encrypt inputs to these keys.
     function registerSigner(
         address signer,
         bytes32 measurement,
         uint64 expiry,
         bool simulated,
-        bytes calldata hpkePublicKey
+        bytes calldata hpkeKeys
     ) external {
         if (msg.sender != gatekeeper) revert NotGatekeeper();
         if (signer == address(0)) revert ZeroAddress();
@@ -214,9 +221,11 @@ contract EnclaveRegistry is IEnclaveRegistry {
         uint64 version = measurementVersion[measurement];
         if (version == 0) revert UnknownMeasurement(measurement);
         if (version < minimumVersion) revert VersionBelowMinimum(version, minimumVersion);
-        _signers[signer] = Signer({measurement: measurement, expiry: expiry, revoked: false, simulated: simulated});
-        _hpkePublicKeys[signer] = hpkePublicKey;
-        emit SignerRegistered(signer, measurement, expiry, simulated, hpkePublicKey);
+        uint8 suites = _suitesOf(hpkeKeys);
+        _signers[signer] =
+            Signer({measurement: measurement, expiry: expiry, revoked: false, simulated: simulated, suites: suites});
+        _hpkeKeys[signer] = hpkeKeys;
+        emit SignerRegistered(signer, measurement, expiry, simulated, hpkeKeys);
     }
 
     /// @notice Revoke a signer at once and for good; its fulfilments are refused from the next block on.
@@ -253,13 +262,40 @@ contract EnclaveRegistry is IEnclaveRegistry {
     /// @return expiry Unix time the registration ends (0 if never registered).
     /// @return revoked Whether it was revoked.
     /// @return simulated Whether it was registered from a simulated attestation.
-    /// @return hpkePublicKey The enclave's HPKE public key.
+    /// @return hpkeKeys The enclave's HPKE key bundle.
     function signerInfo(address signer)
         external
         view
-        returns (bytes32 measurement, uint64 expiry, bool revoked, bool simulated, bytes memory hpkePublicKey)
+        returns (bytes32 measurement, uint64 expiry, bool revoked, bool simulated, bytes memory hpkeKeys)
     {
         Signer storage s = _signers[signer];
-        return (s.measurement, s.expiry, s.revoked, s.simulated, _hpkePublicKeys[signer]);
+        return (s.measurement, s.expiry, s.revoked, s.simulated, _hpkeKeys[signer]);
+    }
+
+    /// @notice The HPKE suites a signer's enclave accepts, as a mask: bit `1 << suite` per suite id.
+    /// @param signer The signer address.
+    /// @return mask 0 for an unknown signer; else e.g. `(1 << SUITE_X25519) | (1 << SUITE_MLKEM768_X25519)`.
+    function hpkeSuites(address signer) external view returns (uint256 mask) {
+        return _signers[signer].suites;
+    }
+
+    /// @dev Validates a key bundle (known suites, exact key lengths, ascending, at least one) and returns
+    ///      its suite mask. At most one iteration per known suite, whatever the input.
+    function _suitesOf(bytes calldata bundle) private pure returns (uint8 mask) {
+        uint256 offset;
+        uint8 previous;
+        while (offset < bundle.length) {
+            uint8 suite = uint8(bundle[offset]);
+            uint256 keyLength;
+            if (suite == SUITE_X25519) keyLength = 32;
+            else if (suite == SUITE_MLKEM768_X25519) keyLength = 1216;
+            else revert InvalidKeyBundle();
+            if (suite <= previous) revert InvalidKeyBundle();
+            offset += 1 + keyLength;
+            if (offset > bundle.length) revert InvalidKeyBundle();
+            mask |= uint8(1 << suite);
+            previous = suite;
+        }
+        if (mask == 0) revert InvalidKeyBundle();
     }
 }

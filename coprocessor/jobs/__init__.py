@@ -1,8 +1,8 @@
 """Jobs: named, versioned handlers the coprocessor runs on request inputs.
 
 ``job_id = keccak256("name@version")``. The built-in jobs are ``confidential.credit-score@1``,
-``http.json@1``, ``echo@1``, ``price@1`` and the local-model jobs ``ai.embed@1``, ``ai.similarity@1`` and
-``ai.classify@1`` (docs/ai-oracle.md); :func:`default_registry` installs them all.
+``http.json@1``, ``http.json@2``, ``echo@1``, ``price@1`` and the local-model jobs ``ai.embed@1``,
+``ai.similarity@1`` and ``ai.classify@1`` (docs/ai-oracle.md); :func:`default_registry` installs them all.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from coprocessor.jobs.ai_similarity import make_similarity_job
 from coprocessor.jobs.base import Handler, InvalidJobInputError, Job, JobContext, JobError, JobRegistry
 from coprocessor.jobs.credit_score import CREDIT_SCORE_JOB
 from coprocessor.jobs.echo import ECHO_JOB
-from coprocessor.jobs.http_json import HTTP_JSON_JOB
+from coprocessor.jobs.http_json import HTTP_JSON_JOB, HTTP_JSON_V2_JOB
 from coprocessor.jobs.price import PRICE_JOB
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 AI_JOBS: tuple[Job, ...] = (make_embed_job(), make_similarity_job(), make_classify_job())
 """The ``ai.*`` jobs over a model store read from ``TEEBRIDGE_COPROCESSOR_MODELS_DIR`` when they run."""
-BUILTIN_JOBS: tuple[Job, ...] = (CREDIT_SCORE_JOB, HTTP_JSON_JOB, ECHO_JOB, PRICE_JOB, *AI_JOBS)
+BUILTIN_JOBS: tuple[Job, ...] = (CREDIT_SCORE_JOB, HTTP_JSON_JOB, HTTP_JSON_V2_JOB, ECHO_JOB, PRICE_JOB, *AI_JOBS)
 
 
 def default_registry(config: CoprocessorConfig | None = None) -> JobRegistry:

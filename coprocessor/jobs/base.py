@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from eth_abi import encode, is_encodable_type
@@ -37,6 +38,9 @@ class JobContext:
     """``time.monotonic()`` value at which the handler's time budget ends."""
     http_timeout_seconds: float
     http_max_response_bytes: int
+    secrets: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
+    """The values of the secret set the request names (empty when it names none). Use them; never put
+    them in a result or an error reason (the executor withholds any result that contains one)."""
 
     def remaining(self) -> float:
         """Seconds left in the time budget (never negative)."""

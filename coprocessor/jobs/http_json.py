@@ -1,4 +1,8 @@
-"""``http.json`` version 1: fetch a JSON document over HTTP(S) and return one value from it.
+"""``http.json`` versions 1 and 2: fetch a JSON document over HTTP(S) and return one value from it.
+
+Version 2 takes ``(string url, string[] headers, string jsonPath, string resultType, uint8 decimals)``:
+``headers`` are ``"Name: value"`` lines, and ``{{secrets.NAME}}`` in the url or a header value is replaced
+by that value of the request's sealed secret set (docs/confidentiality.md). Everything else is version 1:
 
 Input ``(string url, string jsonPath, string resultType, uint8 decimals)``; output ``abi.encode(value)`` with
 ``value`` of type ``resultType`` (one of ``uint256``, ``int256``, ``bool``, ``string``, ``bytes32``).
@@ -21,7 +25,9 @@ the path or the response body (the input may have been sent encrypted).
 from __future__ import annotations
 
 import json
+import re
 import time
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -55,7 +61,7 @@ def _refuse_other_schemes(request: httpx.Request) -> None:
         raise JobError("upstream redirected to a URL that is not http or https")
 
 
-def fetch(url: httpx.URL, context: JobContext) -> bytes:
+def fetch(url: httpx.URL, context: JobContext, headers: dict[str, str] | None = None) -> bytes:
     """GET ``url`` within the context's time and size limits; ``JobError`` on any upstream failure."""
     budget = min(context.http_timeout_seconds, context.remaining())
     if budget <= 0:
@@ -71,7 +77,7 @@ def fetch(url: httpx.URL, context: JobContext) -> bytes:
                 trust_env=False,
                 event_hooks={"request": [_refuse_other_schemes]},
             ) as client,
-            client.stream("GET", url, headers={"Accept": "application/json"}) as response,
+            client.stream("GET", url, headers={"Accept": "application/json", **(headers or {})}) as response,
         ):
             if not response.is_success:
                 raise JobError(f"upstream returned HTTP {response.status_code}")
@@ -115,6 +121,66 @@ def _handle(context: JobContext, args: tuple[str, str, str, int]) -> bytes:
     value = convert(extract(document, segments), result_type, decimals)
     return encode([result_type], [value])
 
+
+SECRET_PLACEHOLDER = re.compile(r"\{\{secrets\.([A-Za-z0-9_.-]{1,64})\}\}")
+MAX_HEADERS = 16
+FORBIDDEN_HEADERS = {"host", "content-length", "transfer-encoding", "connection"}
+
+
+def fill_secrets(template: str, secrets: Mapping[str, str], what: str) -> str:
+    """``template`` with every ``{{secrets.NAME}}`` replaced by that secret; ``InvalidJobInputError`` naming
+    the missing *name* (never a value) when the request's secret set has no such entry."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in secrets:
+            raise InvalidJobInputError(f"{what} names secret {name!r}, which the request's secret set does not have")
+        return secrets[name]
+
+    return SECRET_PLACEHOLDER.sub(value, template)
+
+
+def parse_headers(lines: Sequence[str], secrets: Mapping[str, str]) -> dict[str, str]:
+    """``"Name: value"`` lines into a dict, with secrets filled into the values."""
+    if len(lines) > MAX_HEADERS:
+        raise InvalidJobInputError(f"at most {MAX_HEADERS} headers")
+    headers: dict[str, str] = {}
+    for index, line in enumerate(lines):
+        name, sep, raw = line.partition(":")
+        name = name.strip()
+        if not sep or not name or not name.isascii() or any(c in name for c in " \t\r\n"):
+            raise InvalidJobInputError(f"headers[{index}] must be 'Name: value'")
+        if name.lower() in FORBIDDEN_HEADERS:
+            raise InvalidJobInputError(f"headers[{index}]: {name} is set by the job")
+        filled = fill_secrets(raw.strip(), secrets, f"headers[{index}]")
+        if any(c in filled for c in "\r\n"):
+            raise InvalidJobInputError(f"headers[{index}] value contains a line break")
+        headers[name] = filled
+    return headers
+
+
+def _handle_v2(context: JobContext, args: tuple[str, list[str], str, str, int]) -> bytes:
+    url_template, header_lines, json_path, result_type, decimals = args
+    headers = parse_headers(header_lines, context.secrets)
+    parsed_url = check_url(fill_secrets(url_template, context.secrets, "url"))
+    segments = parse_path(json_path)
+    check_result_type(result_type)
+    document = parse_json(fetch(parsed_url, context, headers))
+    value = convert(extract(document, segments), result_type, decimals)
+    return encode([result_type], [value])
+
+
+HTTP_JSON_V2_JOB = Job(
+    name="http.json",
+    version=2,
+    input_types=("string", "string[]", "string", "string", "uint8"),
+    output_types=None,
+    handler=_handle_v2,
+    description=(
+        "http.json@1 plus request headers ('Name: value'); {{secrets.NAME}} in the url or a header value is "
+        "replaced by that value of the request's sealed secret set (option 0x10)."
+    ),
+)
 
 HTTP_JSON_JOB = Job(
     name="http.json",

@@ -19,7 +19,7 @@ from verifier.quote import measurement_of, parse_quote
 QUOTE = "dcap-qvl/tdx_v4_quote.bin"
 REGISTRY = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 SIGNER = DevEnclave.random().address
-HPKE = os.urandom(32)
+HPKE = b"\x01" + os.urandom(32)  # a key bundle with one x25519 key
 INSIDE = int(datetime(2025, 7, 19, 10, 0, 0, tzinfo=UTC).timestamp())  # collateral valid until 10:00:35Z
 AFTER = int(datetime(2025, 7, 20, tzinfo=UTC).timestamp())
 
@@ -35,7 +35,7 @@ def doc(raw: bytes, kind: str = "tdx") -> dict:
     return {
         "kind": "tdx",
         "signer": SIGNER,
-        "hpkePublicKey": to_hex(HPKE),
+        "hpkeKeys": to_hex(HPKE),
         "quote": {"kind": kind, "insecure": False, "quote": to_hex(raw)},
     }
 
@@ -60,7 +60,7 @@ def test_bound_genuine_quote_registers_until_the_collateral_next_update(policy) 
     evaluate = dcap_evaluator(policy, collateral, binding=sample_binding)
     registration = evaluate(doc(read(QUOTE)), 31337, REGISTRY, INSIDE)
     assert registration.measurement == measurement_of(parse_quote(read(QUOTE)))
-    assert registration.simulated is False and registration.signer == SIGNER and registration.hpke_public_key == HPKE
+    assert registration.simulated is False and registration.signer == SIGNER and registration.hpke_keys == HPKE
     assert registration.expiry == int(datetime(2025, 7, 19, 10, 0, 35, tzinfo=UTC).timestamp())
 
 
@@ -107,7 +107,7 @@ def test_combined_evaluator_routes_and_refuses_what_it_has_no_rule_for(policy) -
     simulated_doc = {
         "kind": "simulated",
         "signer": SIGNER,
-        "hpkePublicKey": to_hex(HPKE),
+        "hpkeKeys": to_hex(HPKE),
         "quote": {"kind": "simulated"},
     }
     with pytest.raises(AttestationError, match="no simulated allowlist"):

@@ -112,6 +112,12 @@ class _JsonHandler(BaseHTTPRequestHandler):
             self.wfile.flush()
             time.sleep(1.5)
             self.close_connection = True
+        elif path.startswith("/private"):  # answers only with the right API key, in a header or the query
+            key = self.headers.get("X-Api-Key") or (path.split("key=")[1] if "key=" in path else "")
+            if key == "sk-test-0123456789abcdef":
+                self._send(200, b'{"balance": "1234.5"}')
+            else:
+                self._send(401, b'{"error": "bad key"}')
         elif path == "/redirect/ftp":
             self._send(302, b"", Location="ftp://127.0.0.1/file")
         elif path == "/redirect/ok":

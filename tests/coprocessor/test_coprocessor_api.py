@@ -28,6 +28,7 @@ from verifier.hashing import keccak256
 from verifier.hexutil import from_hex, to_hex
 from verifier.protocol import Domain, Request, Status, fulfillment_for, job_id
 from verifier.signing import recover_signer
+from verifier.suites import Suite, parse_key_bundle
 
 LISTENING = "teebridge-coprocessor listening on "
 REGISTRY = "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512"
@@ -156,7 +157,7 @@ def test_health(client: httpx.Client) -> None:
     assert response.status_code == 200
     doc = response.json()
     assert doc["status"] == "ok" and doc["attestation"] == "simulated" and doc["insecure"] is True
-    assert doc["jobs"] == 7
+    assert doc["jobs"] == 8
     assert doc["measurement"] == to_hex(code_measurement())
     assert doc["signer"].startswith("0x") and doc["signer"] != doc["signer"].lower()  # checksummed
 
@@ -169,8 +170,9 @@ def test_attestation_binds_keys_to_chain_and_registry(client: httpx.Client) -> N
     assert doc["chainId"] == CHAIN_ID and doc["registry"] == REGISTRY
     signer = client.get("/v1/health").json()["signer"]
     assert doc["signer"] == signer
-    hpke = from_hex(doc["hpkePublicKey"], 32)
-    assert doc["hpkeKeyId"] == to_hex(key_id(hpke))
+    hpke = from_hex(doc["hpkeKeys"])
+    keys = parse_key_bundle(hpke)
+    assert doc["hpkeKeyIds"] == {suite.label: to_hex(key_id(key)) for suite, key in keys.items()}
     assert doc["measurement"] == to_hex(code_measurement())
     quote = SimulatedQuote.from_json(doc["quote"])
     verify_simulated_quote(quote)
@@ -201,7 +203,8 @@ def test_attestation_bad_params(client: httpx.Client, params: dict[str, str], me
 def test_jobs(client: httpx.Client) -> None:
     response = client.get("/v1/jobs")
     assert response.status_code == 200
-    jobs = {j["name"]: j for j in response.json()}
+    jobs = {j["name"]: j for j in response.json() if j["version"] == 1}
+    assert {(j["name"], j["version"]) for j in response.json()} >= {("http.json", 1), ("http.json", 2)}
     assert set(jobs) == {
         "confidential.credit-score",
         "http.json",
@@ -223,7 +226,7 @@ def test_jobs(client: httpx.Client) -> None:
 def test_execute_plain_encrypted_and_unknown_in_order(client: httpx.Client) -> None:
     attestation = client.get("/v1/attestation", params={"chainId": CHAIN_ID, "registry": REGISTRY}).json()
     signer = attestation["signer"]
-    hpke = from_hex(attestation["hpkePublicKey"], 32)
+    hpke = parse_key_bundle(from_hex(attestation["hpkeKeys"]))[Suite.X25519]
     secret = encode(["uint256", "uint256", "uint16", "uint16"], [120_000, 12_000, 0, 120])
     sent = [
         request_json(ECHO, plain(b"hello"), 1, fee=5),

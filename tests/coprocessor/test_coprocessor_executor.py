@@ -18,11 +18,12 @@ from coprocessor.jobs import BUILTIN_JOBS, Job, JobContext, JobError, JobRegistr
 from coprocessor.jobs.credit_score import CREDIT_SCORE_JOB, credit_score
 from coprocessor.jobs.echo import ECHO_JOB
 from coprocessor.keys import EnclaveKeys
-from verifier.envelope import Binding, encrypt, generate_key, plain
+from verifier.envelope import Binding, encrypt, plain
 from verifier.hashing import keccak256
 from verifier.hexutil import to_checksum_address
 from verifier.protocol import Domain, Request, Status, fulfillment_for
 from verifier.signing import recover_signer
+from verifier.suites import HpkeKeyPair, Suite
 
 MakeRequest = Callable[..., Request]
 MEASUREMENT = keccak256(b"test measurement")
@@ -71,8 +72,8 @@ class SpyKeys:
     def __init__(self, keys: EnclaveKeys) -> None:
         self.keys = keys
         self.signer_address = keys.signer_address
-        self.hpke_public_key = keys.hpke_public_key
-        self.hpke_private_key = keys.hpke_private_key
+        self.hpke_public_key = keys.public_key(Suite.X25519)
+        self.lookup = keys.lookup
         self.signed = 0
 
     def sign(self, digest: bytes) -> bytes:
@@ -180,13 +181,13 @@ def test_ciphertext_bound_elsewhere_is_decryption_failed_and_signed(
     assert_validly_signed(signed, request, spy.keys)
 
 
-def test_ciphertext_for_another_enclave_is_decryption_failed(
+def test_ciphertext_for_another_enclave_is_unknown_key(
     executor: Executor, spy: SpyKeys, make_request: MakeRequest
 ) -> None:
-    other_key = generate_key().public_key().public_bytes_raw()
+    other_key = HpkeKeyPair.generate(Suite.X25519).public_key
     data = encrypt(b"x", other_key, Binding(CHAIN_ID, ROUTER, REQUESTER, ECHO_JOB.job_id))
     signed = executor.execute(CHAIN_ID, ROUTER, make_request(ECHO_JOB.job_id, data), data)
-    assert signed.status == Status.DECRYPTION_FAILED and "another enclave key" in reason(signed)
+    assert signed.status == Status.UNKNOWN_KEY and "does not hold" in reason(signed)
 
 
 @pytest.mark.parametrize(

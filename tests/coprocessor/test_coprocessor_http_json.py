@@ -8,7 +8,7 @@ import pytest
 from eth_abi import decode
 
 from coprocessor.jobs import InvalidJobInputError, JobContext, JobError
-from coprocessor.jobs.http_json import HTTP_JSON_JOB
+from coprocessor.jobs.http_json import HTTP_JSON_JOB, HTTP_JSON_V2_JOB
 
 
 def run(url: str, path: str, result_type: str, decimals: int = 0, *, timeout: float = 0.5, limit: int = 2048) -> bytes:
@@ -102,3 +102,38 @@ def test_no_time_left_in_budget(json_server: str) -> None:
     context = JobContext(time.monotonic() - 1, http_timeout_seconds=1, http_max_response_bytes=1024)
     with pytest.raises(JobError, match="no time left"):
         HTTP_JSON_JOB.handler(context, (json_server + "/price", "", "string", 0))
+
+
+# ---------------------------------------------------------------- version 2: headers and sealed secrets
+
+API_KEY = "sk-test-0123456789abcdef"
+
+
+def run_v2(url: str, headers: list[str], secrets: dict[str, str]) -> bytes:
+    context = JobContext(time.monotonic() + 5, http_timeout_seconds=0.5, http_max_response_bytes=2048, secrets=secrets)
+    result = HTTP_JSON_V2_JOB.handler(context, (url, headers, "balance", "uint256", 1))
+    assert isinstance(result, bytes)
+    return result
+
+
+def test_v2_fills_secrets_into_headers_and_url(json_server: str) -> None:
+    by_header = run_v2(f"{json_server}/private", ["X-Api-Key: {{secrets.apiKey}}"], {"apiKey": API_KEY})
+    by_query = run_v2(f"{json_server}/private?key={{{{secrets.apiKey}}}}", [], {"apiKey": API_KEY})
+    assert decode(["uint256"], by_header) == decode(["uint256"], by_query) == (12345,)
+
+
+def test_v2_without_the_secret_fails_and_names_no_value(json_server: str) -> None:
+    with pytest.raises(InvalidJobInputError, match="names secret 'apiKey'"):
+        run_v2(f"{json_server}/private", ["X-Api-Key: {{secrets.apiKey}}"], {})
+    with pytest.raises(JobError, match="HTTP 401") as info:
+        run_v2(f"{json_server}/private", ["X-Api-Key: {{secrets.apiKey}}"], {"apiKey": "sk-wrong-key-000000"})
+    assert "sk-wrong" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "header,message",
+    [("no colon", "Name: value"), ("Host: evil", "set by the job"), ("X-A: {{secrets.k}}", "line break")],
+)
+def test_v2_refuses_bad_headers(json_server: str, header: str, message: str) -> None:
+    with pytest.raises(InvalidJobInputError, match=message):
+        run_v2(f"{json_server}/private", [header], {"k": "line\r\nbreak!"})

@@ -27,6 +27,7 @@ def test_builtin_job_ids_are_keccak_of_name_at_version() -> None:
     assert names == {
         "confidential.credit-score@1": job_id("confidential.credit-score", 1),
         "http.json@1": job_id("http.json", 1),
+        "http.json@2": job_id("http.json", 2),
         "echo@1": job_id("echo", "1"),
         "price@1": job_id("price", 1),
         "ai.embed@1": job_id("ai.embed", 1),
@@ -37,7 +38,7 @@ def test_builtin_job_ids_are_keccak_of_name_at_version() -> None:
 
 def test_registry_register_get_list_and_duplicates() -> None:
     registry = make_default_registry()
-    assert len(registry) == 7
+    assert len(registry) == 8
     assert registry.get(ECHO_JOB.job_id) is ECHO_JOB
     assert registry.get(b"\x00" * 32) is None
     assert [j.name for j in registry.list()] == [
@@ -46,6 +47,7 @@ def test_registry_register_get_list_and_duplicates() -> None:
         "ai.similarity",
         "confidential.credit-score",
         "echo",
+        "http.json",
         "http.json",
         "price",
     ]

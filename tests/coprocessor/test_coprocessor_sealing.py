@@ -12,6 +12,7 @@ from coprocessor.keys import KEYS_FILE, KEYS_PURPOSE, EnclaveKeys, load_or_creat
 from coprocessor.sealing import ROOT_KEY_FILE, SEAL_VERSION, SealingError, SimulatedSealer
 from verifier.hashing import keccak256
 from verifier.signing import recover_signer
+from verifier.suites import HpkeKeyPair, Suite, parse_key_bundle
 
 
 def mode(path: Path) -> int:
@@ -52,7 +53,7 @@ def test_first_start_creates_private_files_and_restart_keeps_keys(tmp_path: Path
 
     second = load_or_create_keys(data_dir)
     assert second.signer_address == first.signer_address
-    assert second.hpke_public_key == first.hpke_public_key
+    assert second.hpke_keys == first.hpke_keys
     assert second.to_bytes() == first.to_bytes()
     assert load_or_create_keys(tmp_path / "other").signer_address != first.signer_address
 
@@ -60,9 +61,10 @@ def test_first_start_creates_private_files_and_restart_keeps_keys(tmp_path: Path
 def test_sealed_file_holds_no_plaintext_key(tmp_path: Path) -> None:
     keys = load_or_create_keys(tmp_path)
     sealed = (tmp_path / KEYS_FILE).read_bytes()
-    secret = keys.to_bytes()
-    assert secret[:32] not in sealed and secret[32:] not in sealed
-    assert SimulatedSealer.open(tmp_path).unseal(sealed, KEYS_PURPOSE) == secret
+    secrets = [keys.current.to_json()["signingKey"], *keys.current.to_json()["hpke"].values()]  # type: ignore[union-attr]
+    for secret in secrets:
+        assert bytes.fromhex(secret) not in sealed and secret.encode() not in sealed
+    assert SimulatedSealer.open(tmp_path).unseal(sealed, KEYS_PURPOSE) == keys.to_bytes()
 
 
 @pytest.mark.parametrize("offset", [0, 5, 40, -1])
@@ -104,12 +106,16 @@ def test_keys_sign_and_hide_material() -> None:
     signature = keys.sign(digest)
     assert len(signature) == 65
     assert recover_signer(digest, signature) == keys.signer_address
-    assert len(keys.hpke_public_key) == 32
-    assert keys.hpke_private_key.public_key().public_bytes_raw() == keys.hpke_public_key
-    secret = keys.to_bytes()
-    for text in (repr(keys), str(keys)):
+    assert parse_key_bundle(keys.hpke_keys) == {
+        Suite.X25519: keys.public_key(Suite.X25519),
+        Suite.MLKEM768_X25519: keys.public_key(Suite.MLKEM768_X25519),
+    }
+    assert len(keys.public_key(Suite.X25519)) == 32 and len(keys.public_key(Suite.MLKEM768_X25519)) == 1216
+    doc = keys.current.to_json()
+    for text in (repr(keys), str(keys), repr(keys.current)):
         assert keys.signer_address in text
-        assert secret[:32].hex() not in text and secret[32:].hex() not in text
+        assert str(doc["signingKey"]) not in text
+        assert all(str(v) not in text for v in doc["hpke"].values())  # type: ignore[union-attr]
     with pytest.raises(TypeError):
         import pickle
 
@@ -119,6 +125,13 @@ def test_keys_sign_and_hide_material() -> None:
 def test_key_round_trip_bytes() -> None:
     keys = EnclaveKeys.generate()
     again = EnclaveKeys.from_bytes(keys.to_bytes())
-    assert again.signer_address == keys.signer_address and again.hpke_public_key == keys.hpke_public_key
+    assert again.signer_address == keys.signer_address and again.hpke_keys == keys.hpke_keys
     with pytest.raises(ValueError):
         EnclaveKeys.from_bytes(b"\x01" * 63)
+
+
+def test_first_format_key_file_still_unseals_with_its_x25519_key() -> None:
+    legacy = os.urandom(32) + os.urandom(32)  # format 1: signing key || X25519 key
+    keys = EnclaveKeys.from_bytes(legacy)
+    assert keys.suites == (Suite.X25519,)
+    assert keys.public_key(Suite.X25519) == HpkeKeyPair(Suite.X25519, legacy[32:]).public_key
