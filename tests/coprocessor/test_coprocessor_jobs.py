@@ -31,16 +31,28 @@ def test_builtin_job_ids_are_keccak_of_name_at_version() -> None:
         "llm.chat@1": job_id("llm.chat", 1),
         "echo@1": job_id("echo", "1"),
         "price@1": job_id("price", 1),
+        "ai.embed@1": job_id("ai.embed", 1),
+        "ai.similarity@1": job_id("ai.similarity", 1),
+        "ai.classify@1": job_id("ai.classify", 1),
     }
 
 
 def test_registry_register_get_list_and_duplicates() -> None:
     registry = make_default_registry()
-    assert len(registry) == 6
+    assert len(registry) == 9
     assert registry.get(ECHO_JOB.job_id) is ECHO_JOB
     assert registry.get(b"\x00" * 32) is None
-    names = ["confidential.credit-score", "echo", "http.json", "http.json", "llm.chat", "price"]
-    assert [j.name for j in registry.list()] == names
+    assert [j.name for j in registry.list()] == [
+        "ai.classify",
+        "ai.embed",
+        "ai.similarity",
+        "confidential.credit-score",
+        "echo",
+        "http.json",
+        "http.json",
+        "llm.chat",
+        "price",
+    ]
     with pytest.raises(ValueError, match="already registered"):
         registry.register(ECHO_JOB)
     assert ECHO_JOB.job_id in registry and len(JobRegistry()) == 0
