@@ -32,13 +32,16 @@ from typing import Any
 import eth_abi
 
 from bench.harness import CREDIT_SCORE_JOB, ECHO_JOB, environment, pseudo_random_bytes, write_json
+from coprocessor.ai.builtin import BUILTIN_MODEL_HASH
 from relayer.chain import ChainClient
 from teebridge.client import build_input, live_enclave_keys, send_via_consumer
 from teebridge.stack import USER_KEY, LocalStack
 from verifier.envelope import plain
-from verifier.protocol import Status
+from verifier.protocol import Status, job_id
 
 CREDIT_SCORE_INPUT_TYPES = ["uint256", "uint256", "uint16", "uint16"]
+AI_CLASSIFY_TYPES = ["bytes32", "string", "string[]"]
+AI_EMBED_TYPES = ["bytes32", "string", "uint8"]
 APPLICANT = [85_000, 22_000, 1, 52]
 FEE = 10**15
 CLIENT_POLL = 0.01
@@ -79,6 +82,8 @@ class LatencyBench:
         self.consumer = self.user.contract("ExampleConsumer", d.consumer)
         registry = self.user.contract("EnclaveRegistry", d.registry)
         (self.enclave_key, *_) = live_enclave_keys(registry, CREDIT_SCORE_JOB, from_block=d.deploy_block)
+        ai_keys = live_enclave_keys(registry, job_id("ai.embed", 1), from_block=d.deploy_block)
+        self.ai_key = ai_keys[0] if ai_keys else None
         self._seed = 0
 
     def credit_score_envelope(self) -> bytes:
@@ -93,14 +98,31 @@ class LatencyBench:
             job_id=CREDIT_SCORE_JOB,
         )
 
+    def classify_envelope(self) -> bytes:
+        """ai.classify@1 with the built-in MiniLM and two labels, plain."""
+        self._seed += 1
+        text = f"I love this product, order {self._seed} arrived early"
+        return plain(eth_abi.encode(AI_CLASSIFY_TYPES, [BUILTIN_MODEL_HASH, text, ["positive", "negative"]]))
+
+    def embed_envelope(self) -> bytes:
+        """ai.embed@1 with the built-in MiniLM, int8 vector, the text HPKE-encrypted to the enclave."""
+        self._seed += 1
+        d = self.deployment
+        payload = eth_abi.encode(AI_EMBED_TYPES, [BUILTIN_MODEL_HASH, f"confidential note number {self._seed}", 0])
+        job = job_id("ai.embed", 1)
+        ai_key = self.ai_key or self.enclave_key
+        return build_input(
+            payload, encrypt_to=ai_key, chain_id=d.chain_id, router=d.router, requester=d.consumer, job_id=job
+        )
+
     def echo_envelope(self) -> bytes:
         self._seed += 1
         return plain(pseudo_random_bytes(31, self._seed))
 
-    def one(self, job: bytes, envelope: bytes) -> dict[str, Any]:
+    def one(self, job: bytes, envelope: bytes, gas: int = 300_000) -> dict[str, Any]:
         """Send one request and wait for its Fulfilled event."""
         t0 = time.perf_counter()
-        sent = send_via_consumer(self.user, self.consumer, self.router, job, envelope, fee=FEE)
+        sent = send_via_consumer(self.user, self.consumer, self.router, job, envelope, fee=FEE, callback_gas_limit=gas)
         mined = time.perf_counter() - t0
         deadline = t0 + TIMEOUT
         event_filter = {"requestId": sent.request_id}
@@ -127,16 +149,19 @@ class LatencyBench:
         """``n`` requests of each kind, one at a time, each after a random pause in [0, jitter) seconds."""
         rng = random.Random(20240601)
         kinds = {
-            "confidential_credit_score": (CREDIT_SCORE_JOB, self.credit_score_envelope),
-            "plain_echo": (ECHO_JOB, self.echo_envelope),
+            "confidential_credit_score": (CREDIT_SCORE_JOB, self.credit_score_envelope, 300_000),
+            "plain_echo": (ECHO_JOB, self.echo_envelope, 300_000),
+            "ai_classify": (job_id("ai.classify", 1), self.classify_envelope, 300_000),
+            # ExampleConsumer stores the 576-byte result: about 0.45 M gas
+            "confidential_ai_embed": (job_id("ai.embed", 1), self.embed_envelope, 1_000_000),
         }
         results: dict[str, list[dict[str, Any]]] = {}
-        for name, (job, make) in kinds.items():
-            self.one(job, make())  # warm-up, not counted
+        for name, (job, make, gas) in kinds.items():
+            self.one(job, make(), gas)  # warm-up, not counted (the first ai.* request loads the model)
             samples = []
             for _ in range(n):
                 time.sleep(rng.uniform(0, jitter))
-                samples.append(self.one(job, make()))
+                samples.append(self.one(job, make(), gas))
             results[name] = samples
             say(f"{name}: {n} requests")
         return results
@@ -150,7 +175,12 @@ def markdown(summary: dict[str, dict[str, Any]], poll_interval: float, jitter: f
         "| request kind | n | p50 (s) | p90 (s) | max (s) | send -> receipt p50 (s) | blocks p50 | blocks max |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    labels = {"confidential_credit_score": "confidential credit score (HPKE, 185 bytes)", "plain_echo": "plain echo"}
+    labels = {
+        "confidential_credit_score": "confidential credit score (HPKE, 185 bytes)",
+        "plain_echo": "plain echo",
+        "ai_classify": "ai.classify, built-in MiniLM, 2 labels (plain)",
+        "confidential_ai_embed": "ai.embed, built-in MiniLM, int8 vector (HPKE input)",
+    }
     for name, s in summary.items():
         sec, blocks = s["seconds"], s["blocks"]
         lines.append(

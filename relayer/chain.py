@@ -64,5 +64,15 @@ class ChainClient:
         tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
         receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.timeout)
         if receipt["status"] != 1:
-            raise TransactionFailedError(f"transaction {tx_hash.hex()} reverted")
+            raise TransactionFailedError(f"transaction {tx_hash.hex()} reverted{self._why(tx, receipt)}")
         return receipt
+
+    def _why(self, tx: dict[str, Any], receipt: TxReceipt) -> str:
+        """The revert data of a failed transaction, replayed as a call on the state before its block."""
+        replay = {k: tx[k] for k in ("from", "to", "value", "data", "gas") if k in tx}
+        try:
+            self.w3.eth.call(replay, receipt["blockNumber"] - 1)  # type: ignore[arg-type]
+        except Exception as exc:  # web3 raises ContractLogicError / ContractCustomError with the data
+            data = getattr(exc, "data", None) or str(exc)
+            return f" ({type(exc).__name__}: {str(data)[:200]}; replayed on block {receipt['blockNumber'] - 1})"
+        return f" (gas used {receipt['gasUsed']} of {tx.get('gas')}; the replay on the previous block succeeds)"
