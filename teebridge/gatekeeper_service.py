@@ -118,15 +118,7 @@ class GatekeeperService:
             return CheckResult(coprocessor_url, Outcome.REFUSED, signer, reason=reason)
         if live and expiry - now > self.renew_margin:
             return CheckResult(coprocessor_url, Outcome.FRESH, signer, expiry)
-        self.gatekeeper.send(
-            self.registry.functions.registerSigner(
-                registration.signer,
-                registration.measurement,
-                registration.expiry,
-                registration.simulated,
-                registration.hpke_keys,
-            )
-        )
+        self._register(registration)
         outcome = Outcome.RENEWED if expiry else Outcome.REGISTERED
         log.info("%s %s (%s) until %d", outcome.value, signer, coprocessor_url, registration.expiry)
         return CheckResult(coprocessor_url, outcome, signer, registration.expiry)
@@ -147,15 +139,7 @@ class GatekeeperService:
         doc = fetch_attestation(coprocessor_url, self._chain_id, self.registry_address, keys="pending")
         now = self.gatekeeper.w3.eth.get_block("latest")["timestamp"]
         registration = self.evaluate(doc, self._chain_id, self.registry_address, now)
-        self.gatekeeper.send(
-            self.registry.functions.registerSigner(
-                registration.signer,
-                registration.measurement,
-                registration.expiry,
-                registration.simulated,
-                registration.hpke_keys,
-            )
-        )
+        self._register(registration)
         _post(f"{base}/v1/keys/activate", {"signer": registration.signer, "retireAt": int(old_expiry)}, timeout)
         log.info(
             "rotated %s: %s -> %s; old HPKE keys kept until %d",
@@ -165,6 +149,17 @@ class GatekeeperService:
             old_expiry,
         )
         return Rotation(coprocessor_url, old_signer, registration.signer, registration.expiry, int(old_expiry))
+
+    def _register(self, registration: Registration) -> None:
+        self.gatekeeper.send(
+            self.registry.functions.registerSigner(
+                registration.signer,
+                registration.measurement,
+                registration.expiry,
+                registration.simulated,
+                registration.hpke_keys,
+            )
+        )
 
     def registry_view(self, signer: str | None) -> Registration:
         """What the registry records for ``signer`` now."""

@@ -11,9 +11,8 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import eth_abi
@@ -24,6 +23,7 @@ from teebridge.anvil import DEV_KEYS
 from teebridge.gatekeeper_service import GatekeeperService
 from teebridge.sdk import ResultMismatchError, SecretsUploadError, TeeBridgeClient
 from teebridge.stack import USER_KEY, LocalStack
+from tests.helpers import serve_http
 from verifier.protocol import Status, job_id
 from verifier.suites import DecryptionError, Suite
 
@@ -55,11 +55,8 @@ class _Api(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def api() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Api)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/account"
-    server.shutdown()
-    server.server_close()
+    with serve_http(_Api) as base:
+        yield f"{base}/account"
 
 
 @pytest.fixture(scope="module")
@@ -174,14 +171,8 @@ def test_a_large_result_goes_off_chain_and_is_checked_by_the_sdk(client: TeeBrid
     plain_answer = client.wait(client.request(ECHO, client.plain_input(output), consumer=local.deployment.consumer))
     assert client.result_bytes(plain_answer, url=local.relayer_url) == output
     # a relayer serving other bytes is caught
-    liar = ThreadingHTTPServer(("127.0.0.1", 0), _Liar)
-    threading.Thread(target=liar.serve_forever, daemon=True).start()
-    try:
-        with pytest.raises(ResultMismatchError, match="not the signed result"):
-            client.result_bytes(plain_answer, url=f"http://127.0.0.1:{liar.server_address[1]}")
-    finally:
-        liar.shutdown()
-        liar.server_close()
+    with serve_http(_Liar) as liar, pytest.raises(ResultMismatchError, match="not the signed result"):
+        client.result_bytes(plain_answer, url=liar)
     assert digest != b"\x00" * 32
 
 

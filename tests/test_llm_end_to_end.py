@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import eth_abi
 import pytest
@@ -14,7 +13,7 @@ from web3.logs import DISCARD
 from coprocessor.jobs.llm_chat import prompt_hash
 from teebridge.sdk import TeeBridgeClient
 from teebridge.stack import USER_KEY, LocalStack
-from tests.helpers import assert_reverts_with
+from tests.helpers import assert_reverts_with, serve_http
 from verifier.hashing import keccak256
 from verifier.protocol import Status, job_id
 
@@ -41,11 +40,8 @@ class _Chat(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def endpoint() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Chat)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
+    with serve_http(_Chat) as base:
+        yield f"{base}/v1"
 
 
 @pytest.fixture(scope="module")

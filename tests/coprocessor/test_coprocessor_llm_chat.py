@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from coprocessor.jobs.llm_chat import LLM_CHAT_JOB, prompt_hash
 from coprocessor.keys import EnclaveKeys, load_or_create_keys
 from coprocessor.sealing import SimulatedSealer
 from coprocessor.secrets import SecretStore
+from tests.helpers import serve_http
 from verifier.envelope import Binding, encrypt, plain
 from verifier.hashing import keccak256
 from verifier.protocol import Request, Status
@@ -80,12 +80,8 @@ class _Chat(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def api() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Chat)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_http(_Chat) as base:
+        yield base
 
 
 @pytest.fixture
