@@ -18,7 +18,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m relayer", description="Relay teebridge requests.")
     parser.add_argument("--rpc-url", required=True, help="JSON-RPC endpoint of the chain")
     parser.add_argument("--router", required=True, help="Router address")
-    parser.add_argument("--coprocessor", required=True, help="coprocessor base URL, e.g. http://127.0.0.1:8000")
+    parser.add_argument(
+        "--coprocessor",
+        action="append",
+        required=True,
+        help="coprocessor base URL, e.g. http://127.0.0.1:8000; repeat it for a pool (load balancing, failover)",
+    )
     parser.add_argument(
         "--db",
         help="the relayer's state: a SQLite file (one relayer), or postgresql://user@host:port/dbname shared by"
@@ -66,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
         rpc_url=args.rpc_url,
         private_key=key,
         router=args.router,
-        coprocessor_url=args.coprocessor,
+        coprocessor_url=",".join(args.coprocessor),
         db_path=db,
         start_block=args.start_block,
         confirmations=args.confirmations,

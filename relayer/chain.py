@@ -18,6 +18,10 @@ class TransactionFailedError(RuntimeError):
     """A transaction was mined but reverted, or could not be sent."""
 
 
+GAS_ESTIMATE_MARGIN = 1.2
+GAS_ESTIMATE_EXTRA = 10_000
+
+
 @dataclass
 class ChainClient:
     """Web3 connection plus a local signing account."""
@@ -59,6 +63,10 @@ class ChainClient:
         if gas is not None:
             tx["gas"] = gas
         tx = call.build_transaction(tx)
+        if gas is None:
+            # the estimate is the least gas that succeeded on the state it ran on; the block the transaction
+            # lands in may differ (seen on anvil under load: an exact estimate ran out by a few gas)
+            tx["gas"] = int(tx["gas"] * GAS_ESTIMATE_MARGIN) + GAS_ESTIMATE_EXTRA
         tx["nonce"] = self.w3.eth.get_transaction_count(self.address, "pending")
         signed = self.account.sign_transaction(tx)
         tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)

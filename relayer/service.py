@@ -15,7 +15,8 @@ from web3.exceptions import ContractLogicError, TransactionNotFound
 from web3.logs import DISCARD
 
 from relayer.chain import ChainClient
-from relayer.coprocessor_client import CoprocessorClient, CoprocessorError
+from relayer.coprocessor_client import CoprocessorError
+from relayer.coprocessor_pool import CoprocessorPool
 from relayer.health import HealthServer
 from relayer.metrics import RelayerMetrics
 from relayer.revert_reasons import describe_revert
@@ -49,6 +50,7 @@ class RelayerConfig:
     private_key: str
     router: str
     coprocessor_url: str
+    """One coprocessor base URL, or several separated by commas: a pool (``relayer.coprocessor_pool``)."""
     db_path: Path | str
     """The state: a SQLite file (one relayer) or a ``postgresql://`` URL (several relayers sharing it)."""
     start_block: int = 0
@@ -135,7 +137,7 @@ class Relayer:
         self.store = open_store(config.db_path, owner=self.chain.address, lease_seconds=config.lease_seconds)
         self.store.observer = self._observe
         self.store.bind(self.chain_id, self.router.address)
-        self.coprocessor = CoprocessorClient(config.coprocessor_url)
+        self.coprocessor = CoprocessorPool([u.strip() for u in config.coprocessor_url.split(",") if u.strip()])
         self.watcher = Watcher(
             self.chain.w3,
             self.router,
@@ -457,11 +459,14 @@ class Relayer:
             )
 
     def _probe_coprocessor(self) -> bool:
-        try:
-            response = httpx.get(self.config.coprocessor_url.rstrip("/") + "/v1/health", timeout=2.0)
-        except httpx.HTTPError:
-            return False
-        return response.status_code == 200
+        """Whether any coprocessor of the pool answers ``/v1/health``."""
+        for url in self.coprocessor.urls:
+            try:
+                if httpx.get(url.rstrip("/") + "/v1/health", timeout=2.0).status_code == 200:
+                    return True
+            except httpx.HTTPError:
+                continue
+        return False
 
     def health_report(self) -> dict[str, Any]:
         """The ``/health`` document: ``status`` is ``ok`` or ``degraded``, with the reasons in ``problems``."""
@@ -492,6 +497,7 @@ class Relayer:
             "relayer": self.chain.address,
             "coprocessor": self.config.coprocessor_url,
             "coprocessor_reachable": up,
+            "coprocessors": self.coprocessor.status(),
             "store": self.store.location,
             "auto_cancel": self.config.auto_cancel,
         }

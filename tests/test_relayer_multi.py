@@ -194,7 +194,9 @@ def test_dead_relayers_leases_are_taken_over(local: LocalStack, postgres: PgClus
         crashed_address = Account.from_key(keys[0]).address.lower()
         assert per_sender.get(crashed_address) == 1, "the crashed relayer's persisted transaction was adopted"
         assert survivor.alive()
-        assert "adopting transaction" in survivor.log_path.read_text()
+        # whichever of the two others got to it first adopted it (the victim may have, before it was killed)
+        logs = victim.log_path.read_text() + survivor.log_path.read_text()
+        assert "adopting transaction" in logs
     finally:
         for child in (crashing, *others):
             child.stop()
