@@ -30,7 +30,12 @@ def main(argv: list[str] | None = None) -> None:
         f" several relayers (default: ${DB_ENV})",
     )
     parser.add_argument("--start-block", type=int, default=0, help="first block to scan when the db is new")
-    parser.add_argument("--confirmations", type=int, default=0, help="blocks to wait before reading a log")
+    parser.add_argument(
+        "--confirmations",
+        type=int,
+        default=None,
+        help="blocks to wait before reading a log (default: 0 on a local chain, 31337 or 1337; 3 elsewhere)",
+    )
     parser.add_argument("--reorg-window", type=int, default=128, help="recent block hashes kept to detect reorgs")
     parser.add_argument("--poll-interval", type=float, default=0.5, help="seconds between passes")
     parser.add_argument("--max-batch", type=int, default=32, help="most fulfilments per transaction")

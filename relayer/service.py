@@ -42,6 +42,16 @@ from verifier.signed_result import SignedResultError, verify_signed_result
 log = logging.getLogger("teebridge.relayer")
 
 
+LOCAL_CHAIN_IDS = frozenset({31337, 1337})
+"""Development chains (anvil, hardhat, ganache): a block there is final, so no confirmations by default."""
+DEFAULT_CONFIRMATIONS = 3
+
+
+def default_confirmations(chain_id: int) -> int:
+    """The confirmations a relayer waits for when not told: 0 on a local chain, 3 elsewhere."""
+    return 0 if chain_id in LOCAL_CHAIN_IDS else DEFAULT_CONFIRMATIONS
+
+
 @dataclass(frozen=True)
 class RelayerConfig:
     """Everything a relayer needs to run."""
@@ -54,7 +64,8 @@ class RelayerConfig:
     db_path: Path | str
     """The state: a SQLite file (one relayer) or a ``postgresql://`` URL (several relayers sharing it)."""
     start_block: int = 0
-    confirmations: int = 0
+    confirmations: int | None = None
+    """Blocks to stay behind the head; None: :func:`default_confirmations` for the chain."""
     reorg_window: int = DEFAULT_REORG_WINDOW
     poll_interval: float = 0.5
     max_batch: int = 32
@@ -137,22 +148,23 @@ class Relayer:
         self.store = open_store(config.db_path, owner=self.chain.address, lease_seconds=config.lease_seconds)
         self.store.observer = self._observe
         self.store.bind(self.chain_id, self.router.address)
+        self.confirmations = (
+            default_confirmations(self.chain_id) if config.confirmations is None else config.confirmations
+        )
         self.coprocessor = CoprocessorPool([u.strip() for u in config.coprocessor_url.split(",") if u.strip()])
         self.watcher = Watcher(
             self.chain.w3,
             self.router,
             self.store,
             start_block=config.start_block,
-            confirmations=config.confirmations,
+            confirmations=self.confirmations,
             reorg_window=config.reorg_window,
         )
         self.submitter = Submitter(
             self.chain,
             self.router,
             self.store,
-            SubmitPolicy(
-                max_batch=config.max_batch, retry_delay=config.retry_delay, confirmations=config.confirmations
-            ),
+            SubmitPolicy(max_batch=config.max_batch, retry_delay=config.retry_delay, confirmations=self.confirmations),
         )
 
     def close(self) -> None:
