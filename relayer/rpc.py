@@ -131,16 +131,17 @@ class FailoverProvider(JSONBaseProvider):
         self.expected_chain_id = next(iter(seen.values()))
         return self.expected_chain_id
 
-    def _chain_id_of(self, endpoint: Endpoint) -> int:
-        """The URL's chain id, asked up to ``rounds`` times (jittered pauses between)."""
-        for round_ in range(self.rounds):
+    def _chain_id_of(self, endpoint: Endpoint, attempts: int | None = None) -> int:
+        """The URL's chain id, asked up to ``attempts`` times (default ``rounds``; jittered pauses between)."""
+        attempts = attempts or self.rounds
+        for round_ in range(attempts):
             try:
                 response = endpoint.provider.make_request(RPCEndpoint("eth_chainId"), [])
                 if "error" in response:
                     raise ValueError(f"eth_chainId failed: {response['error']}")
                 return int(response["result"], 16)
             except (OSError, ValueError):
-                if round_ == self.rounds - 1:
+                if round_ == attempts - 1:
                     raise
                 time.sleep(self.retry_delay * 2**round_ * random.uniform(0.5, 1.5))
         raise AssertionError("unreachable")
@@ -149,7 +150,7 @@ class FailoverProvider(JSONBaseProvider):
         """Check a URL that was down at start the first time it answers; disable it if it serves another chain."""
         if endpoint.chain_checked or self.expected_chain_id is None:
             return
-        chain_id = self._chain_id_of(endpoint)
+        chain_id = self._chain_id_of(endpoint, attempts=1)  # a failure here counts as the URL's failure
         endpoint.chain_checked = True
         if chain_id != self.expected_chain_id:
             endpoint.disabled = f"chain id {chain_id}, not {self.expected_chain_id}"

@@ -106,8 +106,9 @@ class Submitter:
         self.chain_id = chain.chain_id
         self._looks_dropped: dict[tuple[str, int], float] = {}
         """(sender, nonce) -> when it was first seen used with no receipt for any version (monotonic seconds)."""
-        self._at_ceiling: set[str] = set()
-        """Hashes of transactions that could not be replaced because of the fee ceiling (warned once)."""
+        self._not_replaceable: set[str] = set()
+        """Hashes of transactions that cannot be replaced: at the fee ceiling, or their requests moved on (a reorg
+        orphaned them). They are re-broadcast as they are; the warning is logged once."""
         self.replacements = 0
         """How many fee-bumped replacements this submitter signed (for tests and metrics)."""
 
@@ -331,13 +332,13 @@ class Submitter:
 
     def _replace(self, tx: StoredTransaction) -> bool:
         """Sign, persist and broadcast a fee-bumped version of ``tx``; False if the fee ceiling forbids it."""
-        if tx.raw[:1] != b"\x02":
-            return False  # a legacy transaction (older database): left as it is
+        if tx.raw[:1] != b"\x02" or tx.tx_hash in self._not_replaceable:
+            return False  # a legacy transaction (older database), or one already found not replaceable
         old: dict[str, Any] = TypedTransaction.from_bytes(HexBytes(tx.raw)).as_dict()
         fees = self.replacement_fees(int(old["maxFeePerGas"]), int(old["maxPriorityFeePerGas"]))
         if fees is None:
-            if tx.tx_hash not in self._at_ceiling:
-                self._at_ceiling.add(tx.tx_hash)
+            if tx.tx_hash not in self._not_replaceable:
+                self._not_replaceable.add(tx.tx_hash)
                 log.warning(
                     "transaction %s (nonce %d) is not mined and its max fee %d wei cannot be bumped under the fee"
                     " ceiling %s wei: it waits; raise --max-fee-gwei to replace it",
@@ -365,8 +366,9 @@ class Submitter:
         try:
             self.store.record_replacement(tx_hash, tx, raw, sender=self.chain.address)
         except LeaseLostError as exc:
+            self._not_replaceable.add(tx.tx_hash)
             log.warning("not replacing %s: %s", tx.tx_hash, exc)
-            return True
+            return False
         self.replacements += 1
         self._broadcast(raw, tx_hash)
         log.info(

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from eth_account.typed_transactions import TypedTransaction
 from hexbytes import HexBytes
+from web3 import Web3
 
 from relayer.chain import ChainClient
 from relayer.rpc import ChainIdMismatchError, FailoverProvider
@@ -239,3 +240,21 @@ def test_failover_provider_refuses_urls_of_different_chains(local: LocalStack) -
         provider = FailoverProvider([local.anvil.rpc_url, other.rpc_url])
         with pytest.raises(ChainIdMismatchError, match="different chains"):
             provider.check_chain_ids()
+
+
+def test_failover_provider_returns_to_a_url_down_at_start(local: LocalStack) -> None:
+    proxy = RpcProxy(local.anvil.rpc_url)  # not listening yet: connections are refused
+    try:
+        provider = FailoverProvider([proxy.url, local.anvil.rpc_url], timeout=1, base_backoff=0.2, retry_delay=0.05)
+        assert provider.check_chain_ids() == 31337
+        w3 = Web3(provider)
+        assert w3.eth.block_number >= 0 and proxy.forwarded == 0
+        proxy.accept()
+        deadline = time.monotonic() + 5
+        while proxy.forwarded == 0 and time.monotonic() < deadline:
+            assert w3.eth.block_number > 0
+            time.sleep(0.05)
+        assert proxy.forwarded > 0, "the first URL is used again once its backoff has passed"
+        assert provider.endpoints[0].chain_checked and provider.endpoints[0].failures == 0
+    finally:
+        proxy.stop()
