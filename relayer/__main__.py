@@ -5,18 +5,48 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import random
+import time
 
+from relayer.rpc import ChainIdMismatchError, RpcUnavailableError
 from relayer.service import Relayer, RelayerConfig
 from relayer.store import DEFAULT_LEASE_SECONDS, StoreConfigError
+from relayer.submitter import GWEI
 
 #: The store location when --db is not given (keeps a PostgreSQL password out of the process list).
 DB_ENV = "TEEBRIDGE_RELAYER_DB"
+#: Seconds the relayer keeps retrying at start while no RPC URL answers, before it exits.
+START_PATIENCE = 60.0
 
 
 def main(argv: list[str] | None = None) -> None:
     """Parse arguments and run until SIGTERM."""
     parser = argparse.ArgumentParser(prog="python -m relayer", description="Relay teebridge requests.")
-    parser.add_argument("--rpc-url", required=True, help="JSON-RPC endpoint of the chain")
+    parser.add_argument(
+        "--rpc-url",
+        required=True,
+        action="append",
+        help="JSON-RPC endpoint of the chain; repeat it (or separate with commas) for failover, in priority order",
+    )
+    parser.add_argument("--rpc-timeout", type=float, default=10.0, help="seconds to wait for one RPC answer")
+    parser.add_argument(
+        "--priority-fee-gwei",
+        type=float,
+        default=None,
+        help="maxPriorityFeePerGas of fulfilments (default: the median tip of the last 10 blocks)",
+    )
+    parser.add_argument(
+        "--max-fee-gwei",
+        type=float,
+        default=500.0,
+        help="fee ceiling: no transaction offers a maxFeePerGas above this (0 = no ceiling)",
+    )
+    parser.add_argument(
+        "--replace-after",
+        type=float,
+        default=30.0,
+        help="seconds before an unmined transaction is replaced with fees bumped by 12.5%% (0 = never)",
+    )
     parser.add_argument("--router", required=True, help="Router address")
     parser.add_argument(
         "--coprocessor",
@@ -68,12 +98,16 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--lease-seconds must be positive")
     if not 0 <= args.metrics_port <= 65535:
         parser.error("--metrics-port must be between 0 and 65535")
+    if args.max_fee_gwei < 0 or (args.priority_fee_gwei is not None and args.priority_fee_gwei < 0):
+        parser.error("--max-fee-gwei and --priority-fee-gwei must not be negative")
+    if args.rpc_timeout <= 0:
+        parser.error("--rpc-timeout must be positive")
     key = os.environ.get("TEEBRIDGE_RELAYER_KEY")
     if not key:
         parser.error("set TEEBRIDGE_RELAYER_KEY to the relayer account's private key (never pass keys as arguments)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s relayer %(levelname)s %(message)s")
     config = RelayerConfig(
-        rpc_url=args.rpc_url,
+        rpc_url=tuple(args.rpc_url),
         private_key=key,
         router=args.router,
         coprocessor_url=",".join(args.coprocessor),
@@ -88,11 +122,23 @@ def main(argv: list[str] | None = None) -> None:
         balance_alert_interval=args.balance_alert_minutes * 60,
         auto_cancel=args.auto_cancel,
         lease_seconds=args.lease_seconds,
+        rpc_timeout=args.rpc_timeout,
+        priority_fee_wei=None if args.priority_fee_gwei is None else int(args.priority_fee_gwei * GWEI),
+        max_fee_wei=int(args.max_fee_gwei * GWEI) or None,
+        replace_after=args.replace_after,
     )
-    try:
-        relayer = Relayer(config)
-    except (StoreConfigError, ConnectionError) as exc:
-        parser.exit(2, f"relayer: {exc}\n")
+    deadline = time.monotonic() + START_PATIENCE
+    while True:
+        try:
+            relayer = Relayer(config)
+            break
+        except RpcUnavailableError as exc:  # a node restarting, a flaky link: try again for a while
+            if time.monotonic() > deadline:
+                parser.exit(2, f"relayer: {exc}\n")
+            logging.getLogger("teebridge.relayer").warning("cannot start yet (%s); retrying", exc)
+            time.sleep(random.uniform(1.0, 3.0))
+        except (StoreConfigError, ConnectionError, ChainIdMismatchError) as exc:
+            parser.exit(2, f"relayer: {exc}\n")
     relayer.run_forever()
 
 

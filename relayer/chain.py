@@ -1,4 +1,5 @@
-"""A thin web3 client: one RPC endpoint, one funded account, the teebridge contracts by name."""
+"""A thin web3 client: one RPC endpoint (or a failover provider over several), one funded account, the teebridge
+contracts by name."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.contract import Contract
+from web3.providers.base import BaseProvider
 from web3.types import TxReceipt
 
 from contracts.artifacts import load_artifact
@@ -29,11 +31,14 @@ class ChainClient:
     rpc_url: str
     private_key: str
     timeout: float = 30.0
+    provider: BaseProvider | None = None
+    """Use this provider (e.g. :class:`relayer.rpc.FailoverProvider`) instead of an HTTP one for ``rpc_url``."""
     w3: Web3 = field(init=False)
     account: LocalAccount = field(init=False)
 
     def __post_init__(self) -> None:
-        self.w3 = Web3(Web3.HTTPProvider(self.rpc_url, request_kwargs={"timeout": self.timeout}))
+        provider = self.provider or Web3.HTTPProvider(self.rpc_url, request_kwargs={"timeout": self.timeout})
+        self.w3 = Web3(provider)
         self.account = Account.from_key(self.private_key)
 
     @property

@@ -195,7 +195,7 @@ class RelayerMetrics:
         self.submissions = Counter(
             r,
             p + "submissions_total",
-            "Fulfilment transactions settled, by outcome (mined, reverted, dropped).",
+            "Fulfilment transactions settled, by outcome (mined, reverted, dropped, replaced).",
             ["outcome"],
         )
         self.gas_used = Counter(r, p + "gas_used_total", "Gas used by mined transactions, by kind.", ["kind"])

@@ -6,6 +6,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from relayer.coprocessor_pool import CoprocessorPool
 from relayer.health import HealthServer
 from relayer.metrics import RelayerMetrics
 from relayer.revert_reasons import describe_revert
+from relayer.rpc import FailoverProvider, split_urls
 from relayer.schedule import run_every
 from relayer.store import (
     DEFAULT_LEASE_SECONDS,
@@ -30,11 +32,12 @@ from relayer.store import (
     PENDING,
     TX_DROPPED,
     TX_MINED,
+    TX_REPLACED,
     LeaseLostError,
     StoredRequest,
     open_store,
 )
-from relayer.submitter import SubmitPolicy, Submitter
+from relayer.submitter import GWEI, SubmitPolicy, Submitter
 from relayer.watcher import DEFAULT_REORG_WINDOW, Watcher
 from verifier.protocol import Domain
 from verifier.signed_result import SignedResultError, verify_signed_result
@@ -56,7 +59,9 @@ def default_confirmations(chain_id: int) -> int:
 class RelayerConfig:
     """Everything a relayer needs to run."""
 
-    rpc_url: str
+    rpc_url: str | Sequence[str]
+    """The chain's JSON-RPC URL, or several of the same chain (tried in order, with failover; see relayer.rpc).
+    A string may list several, comma-separated."""
     private_key: str
     router: str
     coprocessor_url: str
@@ -85,6 +90,19 @@ class RelayerConfig:
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     """How long a claim on work (and the chain-following leadership) lasts unless renewed; renewed every pass.
     Another relayer sharing the store takes over this one's work this long after it died."""
+    rpc_timeout: float = 10.0
+    """Seconds to wait for one RPC answer before trying the next URL."""
+    priority_fee_wei: int | None = None
+    """``maxPriorityFeePerGas``; None: the median tip of recent blocks (``eth_feeHistory``)."""
+    max_fee_wei: int | None = 500 * GWEI
+    """Fee ceiling: no transaction offers a ``maxFeePerGas`` above this (None: no ceiling)."""
+    replace_after: float = 30.0
+    """Seconds before an unmined transaction is replaced with fees bumped by 12.5 % (0: never)."""
+
+    @property
+    def rpc_urls(self) -> tuple[str, ...]:
+        """The RPC URLs, in priority order."""
+        return split_urls(self.rpc_url)
 
 
 #: A request's ``outcome`` holds this key (as JSON) once auto-cancel has acted on it.
@@ -130,7 +148,9 @@ class Relayer:
 
     def __init__(self, config: RelayerConfig) -> None:
         self.config = config
-        self.chain = ChainClient(config.rpc_url, config.private_key)
+        self.rpc = FailoverProvider(config.rpc_urls, timeout=config.rpc_timeout)
+        self.rpc.check_chain_ids()
+        self.chain = ChainClient(config.rpc_urls[0], config.private_key, timeout=config.rpc_timeout, provider=self.rpc)
         self.router = self.chain.contract("Router", config.router)
         self.chain_id = self.chain.chain_id
         self.domain = Domain(self.chain_id, self.router.address)
@@ -164,7 +184,14 @@ class Relayer:
             self.chain,
             self.router,
             self.store,
-            SubmitPolicy(max_batch=config.max_batch, retry_delay=config.retry_delay, confirmations=self.confirmations),
+            SubmitPolicy(
+                max_batch=config.max_batch,
+                retry_delay=config.retry_delay,
+                confirmations=self.confirmations,
+                priority_fee_wei=config.priority_fee_wei,
+                max_fee_wei=config.max_fee_wei,
+                replace_after=config.replace_after,
+            ),
         )
 
     def close(self) -> None:
@@ -331,12 +358,15 @@ class Relayer:
             return 0
         w3 = self.chain.w3
         nonce = max(self.store.next_nonce() or 0, w3.eth.get_transaction_count(address, "pending"))
+        max_fee, priority = self.submitter.fees()
         tx = call.build_transaction(
             {
                 "from": address,
                 "nonce": nonce,
                 "gas": int(gas * self.submitter.policy.gas_margin) + self.submitter.policy.gas_extra,
                 "chainId": self.chain_id,
+                "maxFeePerGas": max_fee,
+                "maxPriorityFeePerGas": priority,
             }
         )
         signed = self.chain.account.sign_transaction(tx)
@@ -423,6 +453,8 @@ class Relayer:
     def _on_transaction(self, tx_hash: str, state: str) -> None:
         if state == TX_DROPPED:
             self.metrics.submissions.inc(outcome="dropped")
+        elif state == TX_REPLACED:
+            self.metrics.submissions.inc(outcome="replaced")
         elif state == TX_MINED:
             receipt = self.chain.w3.eth.get_transaction_receipt(tx_hash)
             self.metrics.submissions.inc(outcome="mined" if receipt["status"] == 1 else "reverted")

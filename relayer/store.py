@@ -106,6 +106,9 @@ OPEN_STATES = (PENDING, EXECUTED, SUBMITTED)
 TX_SENT = "sent"
 TX_MINED = "mined"
 TX_DROPPED = "dropped"
+#: A signed version of a nonce that was not mined because another version of the same nonce (a fee-bumped
+#: replacement, or the original it replaced) was: its requests are settled by that one.
+TX_REPLACED = "replaced"
 
 #: Seconds a lease lasts unless renewed; a relayer renews its leases every pass.
 DEFAULT_LEASE_SECONDS = 30.0
@@ -168,6 +171,8 @@ class StoredTransaction:
     state: str
     sender: str | None = None
     """The signing account (lowercase ``0x`` address); None only for rows of a database older than leases."""
+    created_at: float = 0.0
+    """When this version was signed and persisted (Unix time)."""
 
 
 class Handle(Protocol):
@@ -461,6 +466,56 @@ class SqlStore:
                 [(SUBMITTED, tx_hash, now, to_hex(r)) for r in request_ids],
             )
 
+    def record_replacement(
+        self, tx_hash: str, replaces: StoredTransaction, raw: bytes, *, sender: str | None = None
+    ) -> None:
+        """Persist a fee-bumped replacement of ``replaces`` (same nonce, same requests), before broadcasting it.
+
+        Both versions stay open: whichever is mined settles the requests (:meth:`close_transaction` the other as
+        :data:`TX_REPLACED`). The requests' ``submit_tx`` points to the newest version. With an owner, the version
+        replaced must still be open and leased to it, and its requests ``submitted`` and leased to nobody else;
+        else :class:`LeaseLostError` and nothing is written: the caller must then not broadcast.
+        """
+        now = time.time()
+        sender = (sender or self.owner or "").lower() or None
+        with self.transaction() as db:
+            rows = list(
+                db.execute(
+                    f"SELECT state, lease_owner FROM transactions WHERE tx_hash = ?{self.row_lock}", (replaces.tx_hash,)
+                )
+            )
+            if not rows or rows[0]["state"] != TX_SENT:
+                raise LeaseLostError(f"transaction {replaces.tx_hash} is no longer open: not replacing it")
+            if self.owner is not None and rows[0]["lease_owner"] != self.owner:
+                raise LeaseLostError(f"transaction {replaces.tx_hash} is reconciled by {rows[0]['lease_owner']}")
+            self._fence(db, replaces.request_ids, SUBMITTED)
+            db.execute(
+                "INSERT INTO transactions (tx_hash, nonce, raw, request_ids, state, created_at, sender, lease_owner,"
+                " lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    tx_hash,
+                    replaces.nonce,
+                    raw.hex(),
+                    json.dumps([to_hex(r) for r in replaces.request_ids]),
+                    TX_SENT,
+                    now,
+                    sender,
+                    self.owner,
+                    now + self.lease_seconds if self.owner else 0,
+                ),
+            )
+            db.executemany(
+                "UPDATE requests SET submit_tx = ?, updated_at = ? WHERE request_id = ? AND state = ?",
+                [(tx_hash, now, to_hex(r), SUBMITTED) for r in replaces.request_ids],
+            )
+
+    def versions_of(self, sender: str, nonce: int) -> list[StoredTransaction]:
+        """Every signed version of one nonce of ``sender``, oldest first (for tests and audits)."""
+        rows = self._query(
+            "SELECT * FROM transactions WHERE sender = ? AND nonce = ? ORDER BY created_at", (sender.lower(), nonce)
+        )
+        return [self._tx(r) for r in rows]
+
     @staticmethod
     def _tx(r: Any) -> StoredTransaction:
         return StoredTransaction(
@@ -470,6 +525,7 @@ class SqlStore:
             tuple(from_hex(x) for x in json.loads(r["request_ids"])),
             r["state"],
             r["sender"],
+            float(r["created_at"]),
         )
 
     def open_transactions(self) -> list[StoredTransaction]:
@@ -504,7 +560,8 @@ class SqlStore:
         return [self._tx(r) for r in rows]
 
     def close_transaction(self, tx_hash: str, state: str, *, requeue: Iterable[bytes] = ()) -> None:
-        """Mark a transaction mined or dropped; put the requests of a dropped one back to ``executed`` (unleased)."""
+        """Mark a transaction mined, dropped or replaced; put ``requeue`` (the requests of a dropped one) back to
+        ``executed`` (unleased)."""
         now = time.time()
         with self.transaction() as db:
             db.execute("UPDATE transactions SET state = ? WHERE tx_hash = ?", (state, tx_hash))
@@ -516,7 +573,8 @@ class SqlStore:
         self._notify("tx", tx_hash, state)
 
     def transactions_for(self, request_id: bytes) -> int:
-        """How many transactions were signed that carry ``request_id`` (for tests and audits)."""
+        """How many transactions were signed that carry ``request_id``, fee-bumped versions of one nonce included
+        (for tests and audits)."""
         needle = f'%"{to_hex(request_id)}"%'
         return self._query("SELECT COUNT(*) AS n FROM transactions WHERE request_ids LIKE ?", (needle,))[0]["n"]
 

@@ -4,6 +4,14 @@ Exactly-once rests on :meth:`Store.record_transaction`: the signed bytes are dur
 broadcast, and after a restart :meth:`Submitter.reconcile` either reads their receipt or re-broadcasts the
 very same bytes. A second transaction for the same requests is signed only once the first one is known to
 be dead (its nonce was used by another transaction), never on a guess.
+
+Fees are EIP-1559 (type 2): ``maxFeePerGas = 2 x next base fee + priority fee``, never above the ceiling
+(``SubmitPolicy.max_fee_wei``). A transaction not mined ``replace_after`` seconds after its newest version was
+signed is *replaced*: the same nonce, gas and calldata, both fees bumped by at least 12.5 % (what nodes require of a
+replacement), up to the ceiling. The replacement is persisted before its broadcast like any transaction, and the
+versions of one nonce stay open together: whichever gets mined (the original may still win the race) settles the
+requests, and the others are closed as ``replaced``. Only one of them can ever be mined, so replacing never
+delivers twice.
 """
 
 from __future__ import annotations
@@ -13,7 +21,10 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from typing import Any
 
+from eth_account.typed_transactions import TypedTransaction
+from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import ContractLogicError, TransactionNotFound
@@ -29,6 +40,7 @@ from relayer.store import (
     SETTLED,
     TX_DROPPED,
     TX_MINED,
+    TX_REPLACED,
     LeaseLostError,
     SqlStore,
     StoredRequest,
@@ -43,6 +55,14 @@ SKIP_REASONS = {1: "not pending", 2: "commitment mismatch", 3: "expired", 4: "ba
 #: Fault injection for crash tests: "crash-before-broadcast" exits right after a transaction is persisted.
 FAULT_ENV = "TEEBRIDGE_RELAYER_FAULT"
 FAULT_EXIT_CODE = 86
+GWEI = 10**9
+#: The priority fee when none is configured and recent blocks paid none (e.g. an idle local chain).
+MIN_PRIORITY_FEE_WEI = 10**7
+
+
+def bumped(fee: int) -> int:
+    """``fee`` raised by at least 12.5 % (and at least 1 wei): the least a node accepts for a replacement."""
+    return fee + (fee + 7) // 8 + 1 if fee else 1
 
 
 @dataclass(frozen=True)
@@ -62,6 +82,14 @@ class SubmitPolicy:
     confirmations: int = 0
     """A receipt counts once its block is this many blocks below the head; until then the transaction stays
     open, so a fulfilment whose block is reorged away is re-broadcast rather than recorded as delivered."""
+    priority_fee_wei: int | None = None
+    """``maxPriorityFeePerGas`` of new transactions; None: the median tip of the last ``fee_history_blocks`` blocks
+    (``eth_feeHistory``, 50th percentile), at least :data:`MIN_PRIORITY_FEE_WEI`."""
+    max_fee_wei: int | None = 500 * GWEI
+    """The fee ceiling: no transaction (original or replacement) offers a ``maxFeePerGas`` above this. None: none."""
+    replace_after: float = 30.0
+    """Seconds after which a transaction still unmined is replaced with bumped fees (0 = never replace)."""
+    fee_history_blocks: int = 10
 
 
 class Submitter:
@@ -75,8 +103,52 @@ class Submitter:
         self.router = router
         self.store = store
         self.policy = policy or SubmitPolicy()
-        self._looks_dropped: dict[str, float] = {}
-        """Transaction hash -> when it was first seen with its nonce used and no receipt (monotonic seconds)."""
+        self.chain_id = chain.chain_id
+        self._looks_dropped: dict[tuple[str, int], float] = {}
+        """(sender, nonce) -> when it was first seen used with no receipt for any version (monotonic seconds)."""
+        self._not_replaceable: set[str] = set()
+        """Hashes of transactions that cannot be replaced: at the fee ceiling, or their requests moved on (a reorg
+        orphaned them). They are re-broadcast as they are; the warning is logged once."""
+        self.replacements = 0
+        """How many fee-bumped replacements this submitter signed (for tests and metrics)."""
+
+    # ---------------------------------------------------------------- fees
+
+    def fees(self) -> tuple[int, int]:
+        """``(maxFeePerGas, maxPriorityFeePerGas)`` for a new transaction from ``eth_feeHistory``, under the ceiling."""
+        history = self.w3.eth.fee_history(self.policy.fee_history_blocks, "latest", [50])
+        next_base = int(history["baseFeePerGas"][-1])
+        priority = self.policy.priority_fee_wei
+        if priority is None:
+            tips = sorted(int(r[0]) for r in history.get("reward") or [] if r)
+            priority = max(MIN_PRIORITY_FEE_WEI, tips[len(tips) // 2] if tips else 0)
+        max_fee = 2 * next_base + priority
+        ceiling = self.policy.max_fee_wei
+        if ceiling is not None and max_fee > ceiling:
+            if ceiling < next_base + priority:
+                log.warning(
+                    "fee ceiling %d wei is under the next base fee %d + priority %d: transactions wait until the"
+                    " base fee falls; raise --max-fee-gwei to deliver now",
+                    ceiling,
+                    next_base,
+                    priority,
+                )
+            max_fee = ceiling
+        return max_fee, min(priority, max_fee)
+
+    def replacement_fees(self, max_fee: int, priority: int) -> tuple[int, int] | None:
+        """Fees for a replacement of a transaction offering ``(max_fee, priority)``: both at least 12.5 % higher,
+        and at least what a new transaction would offer now; None if the ceiling does not allow that."""
+        now_max, now_priority = self.fees()
+        new_priority = max(bumped(priority), now_priority)
+        new_max = max(bumped(max_fee), now_max, new_priority)
+        ceiling = self.policy.max_fee_wei
+        if ceiling is not None and new_max > ceiling:
+            new_max = ceiling
+        new_priority = min(new_priority, new_max)
+        if new_max < bumped(max_fee) or new_priority < bumped(priority):
+            return None
+        return new_max, new_priority
 
     # ---------------------------------------------------------------- submit
 
@@ -145,12 +217,15 @@ class Submitter:
 
     def _send(self, batch: list[tuple[StoredRequest, SignedResult]], call, gas: int) -> int:
         nonce = max(self.store.next_nonce() or 0, self.w3.eth.get_transaction_count(self.chain.address, "pending"))
+        max_fee, priority = self.fees()
         tx = call.build_transaction(
             {
                 "from": self.chain.address,
                 "nonce": nonce,
                 "gas": int(gas * self.policy.gas_margin) + self.policy.gas_extra,
-                "chainId": self.chain.chain_id,
+                "chainId": self.chain_id,
+                "maxFeePerGas": max_fee,
+                "maxPriorityFeePerGas": priority,
             }
         )
         signed_tx = self.chain.account.sign_transaction(tx)
@@ -202,34 +277,112 @@ class Submitter:
                     tx.nonce,
                     tx.sender,
                 )
-        depth_needed = self.policy.confirmations
-        head = self.w3.eth.block_number if depth_needed else 0
+        head = self.w3.eth.block_number if self.policy.confirmations else 0
+        versions: dict[tuple[str, int], list[StoredTransaction]] = {}
         for tx in open_txs:
-            mined_nonce = mined_nonces[tx.sender or own]
+            versions.setdefault((tx.sender or own, tx.nonce), []).append(tx)
+        for (sender, nonce), group in versions.items():
+            group.sort(key=lambda t: t.created_at)
+            self._reconcile_nonce(sender, nonce, group, mined_nonces[sender], head)
+
+    def _reconcile_nonce(
+        self, sender: str, nonce: int, group: list[StoredTransaction], mined_nonce: int, head: int
+    ) -> None:
+        """Settle the open versions of one nonce: a mined one settles the requests (the others are closed as
+        replaced); none mined and the nonce used: dropped; else re-broadcast the newest, or replace it if stuck."""
+        key = (sender, nonce)
+        for tx in group:
             try:
                 receipt = self.w3.eth.get_transaction_receipt(tx.tx_hash)
             except TransactionNotFound:
-                receipt = None
-            if receipt is not None:
-                self._looks_dropped.pop(tx.tx_hash, None)
-                if not depth_needed or head - receipt["blockNumber"] >= depth_needed:
-                    self._apply_receipt(tx, receipt)
-                continue  # mined but not deep enough yet: it may still be reorged away
-            if mined_nonce > tx.nonce:
-                # Its nonce was consumed, and no receipt: another transaction took it, so this one can never
-                # be mined; unless the node is only slow to serve the receipt. Conclude after a grace period.
-                first = self._looks_dropped.setdefault(tx.tx_hash, time.monotonic())
-                if time.monotonic() - first < self.policy.drop_grace:
-                    continue
-                self._looks_dropped.pop(tx.tx_hash, None)
+                continue
+            self._looks_dropped.pop(key, None)
+            depth_needed = self.policy.confirmations
+            if depth_needed and head - receipt["blockNumber"] < depth_needed:
+                return  # mined but not deep enough yet: it may still be reorged away
+            self._apply_receipt(tx, receipt)
+            for other in group:
+                if other is not tx:
+                    self.store.close_transaction(other.tx_hash, TX_REPLACED)
+            if len(group) > 1:
+                which = "the newest" if tx is group[-1] else "an earlier"
+                log.info("nonce %d: %s version %s of %d was mined", nonce, which, tx.tx_hash, len(group))
+            return
+        if mined_nonce > nonce:
+            # Its nonce was consumed, and no receipt: another transaction took it, so this one can never
+            # be mined; unless the node is only slow to serve the receipt. Conclude after a grace period.
+            first = self._looks_dropped.setdefault(key, time.monotonic())
+            if time.monotonic() - first < self.policy.drop_grace:
+                return
+            self._looks_dropped.pop(key, None)
+            for tx in group:
                 self.store.close_transaction(tx.tx_hash, TX_DROPPED, requeue=tx.request_ids)
                 log.warning("transaction %s was dropped; its requests go back to the queue", tx.tx_hash)
-                continue
-            try:
-                self.w3.eth.get_transaction(tx.tx_hash)
-            except TransactionNotFound:
-                log.info("re-broadcasting %s (nonce %d)", tx.tx_hash, tx.nonce)
-                self._broadcast(tx.raw, tx.tx_hash)
+            return
+        newest = group[-1]
+        own = sender == self.chain.address.lower()  # another relayer's adopted transaction cannot be re-signed
+        stuck_for = time.time() - newest.created_at
+        if own and 0 < self.policy.replace_after <= stuck_for and self._replace(newest):
+            return
+        try:
+            self.w3.eth.get_transaction(newest.tx_hash)
+        except TransactionNotFound:
+            log.info("re-broadcasting %s (nonce %d)", newest.tx_hash, newest.nonce)
+            self._broadcast(newest.raw, newest.tx_hash)
+
+    def _replace(self, tx: StoredTransaction) -> bool:
+        """Sign, persist and broadcast a fee-bumped version of ``tx``; False if the fee ceiling forbids it."""
+        if tx.raw[:1] != b"\x02" or tx.tx_hash in self._not_replaceable:
+            return False  # a legacy transaction (older database), or one already found not replaceable
+        old: dict[str, Any] = TypedTransaction.from_bytes(HexBytes(tx.raw)).as_dict()
+        fees = self.replacement_fees(int(old["maxFeePerGas"]), int(old["maxPriorityFeePerGas"]))
+        if fees is None:
+            if tx.tx_hash not in self._not_replaceable:
+                self._not_replaceable.add(tx.tx_hash)
+                log.warning(
+                    "transaction %s (nonce %d) is not mined and its max fee %d wei cannot be bumped under the fee"
+                    " ceiling %s wei: it waits; raise --max-fee-gwei to replace it",
+                    tx.tx_hash,
+                    tx.nonce,
+                    old["maxFeePerGas"],
+                    self.policy.max_fee_wei,
+                )
+            return False
+        max_fee, priority = fees
+        replacement = {
+            "type": 2,
+            "chainId": old["chainId"],
+            "nonce": old["nonce"],
+            "gas": old["gas"],
+            "to": Web3.to_checksum_address(old["to"]),
+            "value": old["value"],
+            "data": bytes(old["data"]),
+            "maxFeePerGas": max_fee,
+            "maxPriorityFeePerGas": priority,
+        }
+        signed = self.chain.account.sign_transaction(replacement)
+        tx_hash = signed.hash.to_0x_hex()
+        raw = bytes(signed.raw_transaction)
+        try:
+            self.store.record_replacement(tx_hash, tx, raw, sender=self.chain.address)
+        except LeaseLostError as exc:
+            self._not_replaceable.add(tx.tx_hash)
+            log.warning("not replacing %s: %s", tx.tx_hash, exc)
+            return False
+        self.replacements += 1
+        self._broadcast(raw, tx_hash)
+        log.info(
+            "replaced %s by %s (nonce %d, not mined for %.0fs): max fee %d -> %d wei, priority %d -> %d wei",
+            tx.tx_hash,
+            tx_hash,
+            tx.nonce,
+            time.time() - tx.created_at,
+            old["maxFeePerGas"],
+            max_fee,
+            old["maxPriorityFeePerGas"],
+            priority,
+        )
+        return True
 
     def _apply_receipt(self, tx: StoredTransaction, receipt) -> None:
         if receipt["status"] != 1:

@@ -139,9 +139,11 @@ class LocalStack:
         key: str = RELAYER_KEY,
         name: str = "relayer",
         extra_args: tuple[str, ...] = (),
+        rpc_urls: tuple[str, ...] = (),
     ) -> Child:
         """Start (or restart) a relayer process with its state in ``workdir/db_name`` (or ``db``, e.g. a
-        ``postgresql://`` URL shared by several relayers), paying from ``key``, logging to ``workdir/name.log``.
+        ``postgresql://`` URL shared by several relayers), paying from ``key``, logging to ``workdir/name.log``;
+        reading the chain through ``rpc_urls`` (with failover, in this order) instead of anvil's URL if given.
         """
         assert self.workdir is not None
         if not self.relayer_url:
@@ -150,8 +152,7 @@ class LocalStack:
             "relayer",
             python_module(
                 "relayer",
-                "--rpc-url",
-                self.anvil.rpc_url,
+                *(arg for url in rpc_urls or (self.anvil.rpc_url,) for arg in ("--rpc-url", url)),
                 "--router",
                 self.deployment.router,
                 "--coprocessor",

@@ -19,6 +19,8 @@ from relayer.store import (
     PENDING,
     SUBMITTED,
     TX_DROPPED,
+    TX_MINED,
+    TX_REPLACED,
     TX_SENT,
     LeaseLostError,
     SqlStore,
@@ -152,6 +154,33 @@ def test_nonces_are_per_account_and_transactions_adopted_after_their_lease(opene
     b.close_transaction(f"0x{7:064x}", TX_DROPPED, requeue=[req(0).request_id, req(1).request_id])
     assert a.get(req(0).request_id).state == EXECUTED and a.lease_of(req(0).request_id)[0] is None
     assert [t.nonce for t in a.open_transactions()] == [3]
+
+
+def test_replacements_are_versions_of_one_nonce(opener: Opener) -> None:
+    a, b = opener(A, lease_seconds=0.3), opener(B, lease_seconds=30)
+    scan(a, 2)
+    ids = [req(0).request_id, req(1).request_id]
+    a.claim(PENDING, 2)
+    for rid in ids:
+        a.mark_executed(rid, {"r": 1})
+    a.record_transaction("0x" + "01" * 32, 5, b"v1", ids)
+    (original,) = a.claim_transactions()
+    a.record_replacement("0x" + "02" * 32, original, b"v2")
+    versions = a.versions_of(A, 5)
+    assert [(v.tx_hash, v.raw, v.state) for v in versions] == [
+        ("0x" + "01" * 32, b"v1", TX_SENT),
+        ("0x" + "02" * 32, b"v2", TX_SENT),
+    ]
+    assert all(v.request_ids == tuple(ids) for v in versions) and a.next_nonce() == 6
+    assert a.get(ids[0]).submit_tx == "0x" + "02" * 32 and a.transactions_for(ids[0]) == 2
+    assert sorted(t.tx_hash for t in a.claim_transactions()) == [v.tx_hash for v in versions]
+    with pytest.raises(LeaseLostError):  # B holds no lease on A's transaction: it may not replace it
+        b.record_replacement("0x" + "03" * 32, original, b"v3")
+    a.close_transaction(original.tx_hash, TX_MINED)  # the original won the race
+    a.close_transaction("0x" + "02" * 32, TX_REPLACED)
+    with pytest.raises(LeaseLostError):  # a closed version is never replaced
+        a.record_replacement("0x" + "04" * 32, original, b"v4")
+    assert [v.state for v in a.versions_of(A, 5)] == [TX_MINED, TX_REPLACED] and a.open_transactions() == []
 
 
 def test_one_leader_at_a_time(opener: Opener) -> None:
