@@ -373,6 +373,8 @@ class Relayer:
         tx_hash = signed.hash.to_0x_hex()
         raw = bytes(signed.raw_transaction)
         # Durable before broadcast, like the submitter: a restart follows this transaction, never signs a twin.
+        # In the transactions table too (with no requests), so the next fulfilment never reuses its nonce.
+        self.store.record_transaction(tx_hash, nonce, raw, [], sender=address)
         self._record_cancel(stored, "sent", tx=tx_hash, nonce=nonce, raw=raw.hex(), sender=address)
         self._broadcast_cancel(raw, tx_hash)
         log.info("request %s expired: sent cancel %s (nonce %d)", stored.request_id.hex(), tx_hash, nonce)

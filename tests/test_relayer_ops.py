@@ -236,6 +236,8 @@ def test_auto_cancel_refunds_expired_and_spares_live(local: LocalStack, tmp_path
         assert router.functions.commitments(short).call() == b"\0" * 32
         assert relayer.metrics.cancels.value(outcome="cancelled") == 1
         assert relayer.metrics.gas_used.value(kind="cancel") > 0
+        # the cancel's nonce is in the transactions table: the next fulfilment can never take it
+        assert relayer.store.next_nonce(relayer.chain.address) == w3.eth.get_transaction_count(relayer.chain.address)
         # The live request is untouched; even if the store wrongly called it expired, no cancel is sent.
         assert relayer.store.get(live).state == PENDING
         relayer.store.mark_final(live, EXPIRED, "forced by the test")
