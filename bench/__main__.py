@@ -1,12 +1,12 @@
-"""``python -m bench``: the gas, latency, price feed and local-model inference (``ai``) benchmarks."""
+"""``python -m bench``: gas (with the peers), end-to-end throughput, latency, price feed and ``ai`` benchmarks."""
 
 from __future__ import annotations
 
-from bench import ai, feeds, gas, latency
+from bench import ai, e2e, feeds, gas, latency
 
 
 def main() -> int:
-    return gas.main([]) or latency.main([]) or feeds.main() or ai.main([])
+    return gas.main([]) or e2e.main([]) or latency.main([]) or feeds.main() or ai.main([])
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 """Gas of the Router's request / fulfill / fulfillBatch, measured from receipts on a real anvil.
 
 Run ``python -m bench.gas`` (what ``make bench`` runs). Prints Markdown tables and writes
-``bench/results/gas.json``. Every figure is the median of ``--repeats`` fresh transactions (default 5; 2 for
-the 50-item batch); figures move by a few tens of gas between runs because hashes and signatures in the
-calldata hold a varying number of zero bytes (4 gas instead of 16).
+``bench/results/gas-detail.json`` (every row below) and ``bench/results/gas.json`` (issue 6's summary: the
+trivial-callback figures for teebridge beside the peers' own contracts measured on the same anvil, see
+:mod:`bench.peers` and :mod:`bench.schema`). Every figure is the median of ``--repeats`` fresh transactions
+(default 5; 2 for the 50-item batch); figures move by a few tens of gas between runs because hashes and
+signatures in the calldata hold a varying number of zero bytes (4 gas instead of 16).
 
 anvil runs with its default hardfork and ``--steps-tracing`` (which only enables step traces; it does not
 change gas). Definitions:
@@ -31,7 +33,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import eth_abi
+from web3.contract import Contract
 
+from bench import peers
 from bench.harness import (
     CREDIT_SCORE_JOB,
     ECHO_JOB,
@@ -46,6 +50,7 @@ from bench.harness import (
     requested,
     write_json,
 )
+from bench.schema import SYSTEMS, gas_document
 from teebridge.anvil import Anvil
 from verifier.envelope import Binding, encrypt, plain
 from verifier.protocol import Request
@@ -59,6 +64,8 @@ APPLICANT = [85_000, 22_000, 1, 52]
 CREDIT_SCORE_INPUT_TYPES = ["uint256", "uint256", "uint16", "uint16"]
 CREDIT_SCORE_RESULT = eth_abi.encode(["uint16"], [712])  # 32 bytes, like the credit-score job's answer
 BATCH_SIZES = (1, 10, 50)
+TRIVIAL_INPUT_BYTES = 64  # issue 6: "request with a 64-byte input"
+TRIVIAL_BATCH_SIZES = (10, 50)
 ANVIL_ARGS = ("--steps-tracing",)
 
 
@@ -150,6 +157,7 @@ class GasBench:
         self.pq_public = HpkeKeyPair.generate(Suite.MLKEM768_X25519).public_key
         self.rows: dict[str, Row] = {}
         self._seed = 0
+        self._trivial: Contract | None = None
 
     # ---- inputs
 
@@ -189,15 +197,21 @@ class GasBench:
     def signed_args(self, request: Request, result: bytes, enclave: DevEnclave | None = None) -> tuple:
         return (enclave or self.enclave).sign(request, result, self.chain.domain).call_args(request)
 
-    def fulfill(self, row: Row, args: tuple, expected: int = 1, *, steps: bool = True) -> Any:
-        """Send a fulfil call (``fulfill`` for one item, ``fulfillBatch`` for a list) and record it in ``row``."""
+    def fulfill(
+        self, row: Row, args: tuple | list, expected: int = 1, *, steps: bool = True, callee: str | None = None
+    ) -> Any:
+        """Send a fulfil call (``fulfill`` for one item, ``fulfillBatch`` for a list) and record it in ``row``.
+
+        ``callee`` is the consumer whose call frames count as its own code (default: the ExampleConsumer).
+        """
         router = self.chain.router(self.chain.relayer)
         call = router.functions.fulfillBatch(args) if isinstance(args, list) else router.functions.fulfill(args)
         receipt = self.chain.relayer.send(call)
         events = fulfilled_events(self.chain, receipt)
         if len(events) != expected or not all(e["args"]["callbackSucceeded"] for e in events):
             raise RuntimeError(f"expected {expected} successful callbacks, got {[e['args'] for e in events]}")
-        row.samples.append(breakdown(self.chain, receipt, steps=steps, callee=self.chain.deployment.consumer))
+        callee = callee or self.chain.deployment.consumer
+        row.samples.append(breakdown(self.chain, receipt, steps=steps, callee=callee))
         row.callbacks.append(sum(e["args"]["callbackGasUsed"] for e in events))
         return call
 
@@ -211,6 +225,66 @@ class GasBench:
         self.measure_requests()
         self.measure_fulfill()
         self.measure_batches()
+        self.measure_trivial()
+
+    def trivial_consumer(self) -> Contract:
+        """The TrivialConsumer (deployed on first use): its callback is one 32-byte store to a fresh slot."""
+        if self._trivial is None:
+            self._trivial, _ = self.chain.owner.deploy("TrivialConsumer", self.chain.deployment.router)
+        return self._trivial
+
+    def request_via_trivial(self, envelope: bytes) -> tuple[Request, Any]:
+        consumer = self.chain.user.contract("TrivialConsumer", self.trivial_consumer().address)
+        receipt = self.chain.user.send(consumer.functions.send(ECHO_JOB, envelope, CALLBACK_GAS_LIMIT, TTL))
+        return requested(self.chain, receipt), receipt
+
+    def measure_trivial(self) -> None:
+        """The issue-6 comparison case: a 64-byte input, a 32-byte result stored by the TrivialConsumer."""
+        c = self.chain
+        self.say("trivial callback (TrivialConsumer) ...")
+        callee = self.trivial_consumer().address
+        self.request_via_trivial(self.plain_input(TRIVIAL_INPUT_BYTES))  # Router.nonce is warm already; no-op
+        req = self.row("request_trivial_plain64", "TrivialConsumer.send, 64-byte plain input")
+        eoa = self.row("request_eoa_plain64", "Router.request from an EOA, 64-byte plain input")
+        ful = self.row("fulfill_trivial", "fulfill, TrivialConsumer callback (one 32-byte store to a fresh slot)")
+        for _ in range(self.repeats):
+            request, receipt = self.request_via_trivial(self.plain_input(TRIVIAL_INPUT_BYTES))
+            req.samples.append(breakdown(c, receipt))
+            eoa.samples.append(breakdown(c, self.request_from_eoa(ECHO_JOB, self.plain_input(TRIVIAL_INPUT_BYTES))[1]))
+            result = pseudo_random_bytes(32, self._next_seed())
+            self.fulfill(ful, self.signed_args(request, result), steps=False, callee=callee)
+        for n in TRIVIAL_BATCH_SIZES:
+            batch = self.row(f"fulfill_batch_trivial_{n}", f"fulfillBatch, {n} TrivialConsumer callbacks", items=n)
+            for _ in range(self.repeats if n <= 10 else min(self.repeats, 2)):
+                items = [
+                    self.signed_args(
+                        self.request_via_trivial(self.plain_input(TRIVIAL_INPUT_BYTES))[0],
+                        pseudo_random_bytes(32, self._next_seed()),
+                    )
+                    for _ in range(n)
+                ]
+                self.fulfill(batch, items, expected=n, steps=False, callee=callee)
+
+    def teebridge_summary(self) -> dict[str, int]:
+        """The ``teebridge`` entry of ``bench/results/gas.json`` (see :mod:`bench.schema`), from the trivial rows.
+
+        ``fulfill_overhead`` is gas used minus the consumer's own code (callTracer), the definition used for
+        every system in that file, so it includes the CALL into the consumer.
+        """
+        rows = self.rows
+        ful = rows["fulfill_trivial"]
+        doc: dict[str, int] = {
+            "request": rows["request_trivial_plain64"].gas_used,
+            "fulfill": ful.gas_used,
+            "fulfill_overhead": median([s.gas_used - (s.callee_gas or 0) for s in ful.samples]),
+        }
+        for n in TRIVIAL_BATCH_SIZES:
+            row = rows[f"fulfill_batch_trivial_{n}"]
+            doc[f"batch{n}_per_item"] = round(row.gas_used / n)
+            doc[f"batch{n}_overhead_per_item"] = round(
+                median([s.gas_used - (s.callee_gas or 0) for s in row.samples]) / n
+            )
+        return doc
 
     def measure_requests(self) -> None:
         c = self.chain
@@ -387,10 +461,34 @@ def markdown(rows: dict[str, Row]) -> str:
     return "\n".join(lines)
 
 
+def trivial_markdown(summary: dict[str, int], rows: dict[str, Row]) -> str:
+    """The TrivialConsumer case (issue 6's comparison callback) as a Markdown table."""
+    eoa = rows["request_eoa_plain64"]
+    return "\n".join(
+        [
+            "#### Trivial callback (TrivialConsumer: one 32-byte store to a fresh slot), 64-byte input",
+            "",
+            "| figure | gas |",
+            "|---|---:|",
+            f"| request (`TrivialConsumer.send` -> `Router.request`) | {_fmt(summary['request'])} |",
+            f"| request from an EOA (`Router.request`) | {_fmt(eoa.gas_used)} |",
+            f"| fulfill | {_fmt(summary['fulfill'])} |",
+            f"| fulfill overhead (gas used - consumer code) | {_fmt(summary['fulfill_overhead'])} |",
+            f"| fulfillBatch of 10, per item | {_fmt(summary['batch10_per_item'])} |",
+            f"| fulfillBatch of 10, overhead per item | {_fmt(summary['batch10_overhead_per_item'])} |",
+            f"| fulfillBatch of 50, per item | {_fmt(summary['batch50_per_item'])} |",
+            f"| fulfillBatch of 50, overhead per item | {_fmt(summary['batch50_overhead_per_item'])} |",
+        ]
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.gas", description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="fresh transactions per figure (median reported)")
-    parser.add_argument("--no-write", action="store_true", help="print only; do not write bench/results/gas.json")
+    parser.add_argument(
+        "--no-write", action="store_true", help="print only; do not write bench/results/gas-detail.json or gas.json"
+    )
+    parser.add_argument("--no-peers", action="store_true", help="skip the peers (their entries in gas.json are null)")
     args = parser.parse_args(argv)
 
     def say(message: str) -> None:
@@ -402,8 +500,31 @@ def main(argv: list[str] | None = None) -> int:
         say(f"{env['anvil']}, hardfork {env['hardfork']}, solc {env['solc']}")
         bench = GasBench(Chain.deploy(anvil.rpc_url), args.repeats, say)
         bench.run()
-    table = markdown(bench.rows)
+        teebridge = bench.teebridge_summary()
+        if args.no_peers:
+            peer_figures, peer_notes, peer_versions = {}, {s: "not run (--no-peers)" for s in SYSTEMS[1:]}, {}
+        else:
+            peer_figures, peer_notes, peer_versions = peers.measure_all(anvil.rpc_url, say)
+    table = markdown(bench.rows) + "\n\n" + trivial_markdown(teebridge, bench.rows)
     print(table)
+    print()
+    print(peers.markdown(teebridge, peer_figures, peer_notes))
+    summary = gas_document(
+        {"teebridge": teebridge, **peer_figures},
+        versions={
+            "anvil": env["anvil"],
+            "hardfork": env["hardfork"],
+            "solc": env["solc"],
+            "python": env["python"],
+            **peer_versions,
+        },
+        notes={
+            "teebridge": "TrivialConsumer (contracts/test/TrivialConsumer.sol), 64-byte plain input, 32-byte "
+            "result, non-simulated signer; medians of fresh transactions; details in gas-detail.json",
+            **peer_notes,
+        },
+        extra={"definitions": peers.DEFINITIONS, "environment": env},
+    )
     if not args.no_write:
         doc = {
             "environment": env,
@@ -412,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
                 "ttl": TTL,
                 "fee": FEE,
                 "repeats": args.repeats,
-                "consumer": "ExampleConsumer",
+                "consumer": "ExampleConsumer (TrivialConsumer for the *_trivial* rows)",
                 "signer": "registered as non-simulated unless stated",
                 "creditScoreResult": "0x" + CREDIT_SCORE_RESULT.hex(),
             },
@@ -431,7 +552,8 @@ def main(argv: list[str] | None = None) -> int:
             "results": {key: row.to_json() for key, row in bench.rows.items()},
             "markdown": table,
         }
-        say(f"wrote {write_json('gas.json', doc)}")
+        say(f"wrote {write_json('gas-detail.json', doc)}")
+        say(f"wrote {write_json('gas.json', summary)}")
     return 0
 
 

@@ -1,0 +1,404 @@
+"""Sustained throughput and end-to-end latency of the whole local stack, and the signing rate per core.
+
+Run ``python -m bench.e2e`` (``make bench`` runs it). One :class:`teebridge.stack.LocalStack` (anvil, the
+coprocessor with simulated attestation, one relayer, each its own process) on this machine; the relayer is
+started with ``--max-batch`` (default 256) so it fulfils in ``fulfillBatch`` transactions. After deployment
+anvil switches from automine to interval mining (``--block-time``, default 1 s), so that many transactions
+share a block as on a real chain and "latency in blocks" means something.
+
+Load: ``--senders`` dev accounts (not the stack's own) send plain ``echo@1`` requests with a 32-byte payload
+through a :file:`contracts/test/TrivialConsumer.sol` (its callback stores one 32-byte word). All request
+transactions are signed before the clock starts (the load generator's signing is not the stack's work),
+then broadcast at ``--rate`` requests per second (default 100; 0: as fast as one thread per sender can) for
+``--duration`` seconds (at least 60). The bench then waits until every request is settled or
+``--drain`` seconds pass.
+
+Every figure comes from the chain: the ``Requested`` logs of the consumer's requests, and the Router's
+``Fulfilled`` and ``FulfillmentSkipped`` logs. A watcher thread polls ``eth_blockNumber`` every 10 ms and
+records the wall clock at which each block was first seen, which gives inclusion times in seconds.
+
+* ``requests``: requests included on chain; ``lost``: those with no ``Fulfilled`` event by the end;
+  ``duplicated``: ``Fulfilled`` events beyond the first for one request id (the Router makes a second delivery
+  impossible, so any non-zero figure is a bug); ``FulfillmentSkipped`` events are counted apart.
+* ``throughput_rps``: fulfilled requests divided by ``duration_s``, the time from the first request's block to
+  the last fulfilment's block (so the drain is included: a stack that falls behind is not flattered).
+* ``p50_latency_blocks``: median of fulfilment block minus request block; ``p99_latency_s``: 99th percentile
+  (nearest rank) of the time between the two blocks being first seen.
+* ``sign_rate_per_core``: :func:`bench.sign.measure` (one pinned core, the real signing path), run before the
+  stack starts.
+
+Writes ``bench/results/e2e.json`` (schema in :mod:`bench.schema`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import eth_abi
+import httpx
+from eth_account import Account
+from web3 import Web3
+
+from bench import sign
+from bench.harness import ECHO_JOB, environment, write_json
+from bench.schema import e2e_document
+from relayer.chain import ChainClient
+from teebridge.processes import RELAYER_READY
+from teebridge.stack import OWNER_KEY, LocalStack
+from verifier.envelope import plain
+
+DEFAULT_DURATION = 60.0
+DEFAULT_BLOCK_TIME = 1
+DEFAULT_MAX_BATCH = 256
+DEFAULT_SENDERS = 4
+DEFAULT_RATE = 100.0
+CALLBACK_GAS = 60_000
+TTL = 3600
+REQUEST_GAS = 200_000
+SEND_SELECTOR = Web3.keccak(text="send(bytes32,bytes,uint32,uint64)")[:4]
+TOPIC_REQUESTED = Web3.keccak(text="Requested(bytes32,address,bytes32,uint32,uint96,uint64,bytes)").to_0x_hex()
+TOPIC_FULFILLED = Web3.keccak(text="Fulfilled(bytes32,address,address,uint8,bool,uint256)").to_0x_hex()
+TOPIC_SKIPPED = Web3.keccak(text="FulfillmentSkipped(bytes32,uint8)").to_0x_hex()
+MAX_SENDERS = 16
+#: The load comes from accounts of its own (funded with ``anvil_setBalance``), not the stack's dev accounts.
+SENDER_KEYS = tuple(
+    "0x" + Web3.keccak(text=f"teebridge bench e2e sender {i}").hex().removeprefix("0x") for i in range(MAX_SENDERS)
+)
+
+
+def nearest_rank(values: list[float], q: float) -> float:
+    """The nearest-rank percentile (q in 0..1)."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+class BlockClock(threading.Thread):
+    """Record the wall clock (``time.monotonic``) at which each block number is first seen."""
+
+    def __init__(self, rpc_url: str, interval: float = 0.01) -> None:
+        super().__init__(daemon=True)
+        self.rpc_url = rpc_url
+        self.interval = interval
+        self.seen: dict[int, float] = {}
+        self._halt = threading.Event()
+        self._last = -1
+
+    def run(self) -> None:
+        with httpx.Client(timeout=5) as http:
+            while not self._halt.is_set():
+                try:
+                    body = {"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []}
+                    number = int(http.post(self.rpc_url, json=body).json()["result"], 16)
+                except (httpx.HTTPError, KeyError, ValueError):
+                    number = self._last
+                now = time.monotonic()
+                for n in range(self._last + 1, number + 1):
+                    self.seen[n] = now
+                self._last = max(self._last, number)
+                self._halt.wait(self.interval)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=5)
+
+
+def _rpc(http: httpx.Client, url: str, method: str, params: list[Any]) -> Any:
+    response = http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).json()
+    if "error" in response:
+        raise RuntimeError(f"{method}: {response['error']}")
+    return response["result"]
+
+
+def presign(rpc_url: str, consumer: str, keys: tuple[str, ...], per_sender: int, chain_id: int) -> list[list[str]]:
+    """``per_sender`` signed ``TrivialConsumer.send`` transactions per key, as raw hex, in nonce order."""
+    w3 = Web3(Web3.HTTPProvider(rpc_url))
+    base_fee = w3.eth.get_block("latest")["baseFeePerGas"]
+    out: list[list[str]] = []
+    for k, key in enumerate(keys):
+        account = Account.from_key(key)
+        nonce = w3.eth.get_transaction_count(account.address, "pending")
+        raws = []
+        for i in range(per_sender):
+            payload = (k * 10**9 + i).to_bytes(32, "big")
+            data = SEND_SELECTOR + eth_abi.encode(
+                ["bytes32", "bytes", "uint32", "uint64"], [ECHO_JOB, plain(payload), CALLBACK_GAS, TTL]
+            )
+            tx = {
+                "to": consumer,
+                "data": data,
+                "value": 0,
+                "gas": REQUEST_GAS,
+                "maxFeePerGas": base_fee * 4 + 10**9,
+                "maxPriorityFeePerGas": 10**9,
+                "nonce": nonce + i,
+                "chainId": chain_id,
+                "type": 2,
+            }
+            raws.append("0x" + account.sign_transaction(tx).raw_transaction.hex().removeprefix("0x"))
+        out.append(raws)
+    return out
+
+
+def broadcast(rpc_url: str, raws: list[list[str]], rate: float, duration: float) -> tuple[int, float]:
+    """Send the transactions, one thread per sender, paced to ``rate`` in total (0: unpaced), for ``duration`` s.
+
+    Returns (transactions sent, seconds spent sending).
+    """
+    sent = [0] * len(raws)
+    start = time.monotonic()
+    per_thread = rate / len(raws) if rate > 0 else 0.0
+
+    def worker(index: int) -> None:
+        with httpx.Client(timeout=30) as http:
+            for i, raw in enumerate(raws[index]):
+                now = time.monotonic()
+                if now - start >= duration:
+                    break
+                if per_thread:
+                    due = start + i / per_thread
+                    if due > now:
+                        time.sleep(due - now)
+                _rpc(http, rpc_url, "eth_sendRawTransaction", [raw])
+                sent[index] += 1
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(len(raws))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(sent), time.monotonic() - start
+
+
+class E2EBench:
+    """The load run on one LocalStack."""
+
+    def __init__(self, stack: LocalStack, say: Callable[[str], None]) -> None:
+        self.stack = stack
+        self.say = say
+        self.rpc_url = stack.anvil.rpc_url
+        owner = ChainClient(self.rpc_url, OWNER_KEY)
+        trivial, _ = owner.deploy("TrivialConsumer", stack.deployment.router)
+        self.consumer = trivial.address
+        self.router = owner.contract("Router", stack.deployment.router)
+        self.chain_id = owner.chain_id
+        self._next_block = owner.w3.eth.block_number + 1
+        self._requested: dict[bytes, int] = {}
+        self._fulfilled: dict[bytes, list[int]] = {}
+        self._skipped: list[bytes] = []
+        self._failed_callbacks = 0
+
+    def run(
+        self, *, senders: int, rate: float, duration: float, drain: float, block_time: int
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Load, wait, count; return (the E2E_KEYS figures except the sign rate, detail)."""
+        capacity = rate * duration if rate > 0 else 1_000 * duration  # upper bound on what can be sent
+        per_sender = math.ceil(capacity / senders)
+        self.say(f"pre-signing {per_sender} request transactions for each of {senders} senders ...")
+        keys = SENDER_KEYS[:senders]
+        with httpx.Client(timeout=10) as http:
+            for key in keys:
+                _rpc(http, self.rpc_url, "anvil_setBalance", [Account.from_key(key).address, hex(10**24)])
+        raws = presign(self.rpc_url, self.consumer, keys, per_sender, self.chain_id)
+        with httpx.Client(timeout=10) as http:
+            _rpc(http, self.rpc_url, "evm_setAutomine", [False])
+            _rpc(http, self.rpc_url, "evm_setIntervalMining", [int(block_time)])
+        clock = BlockClock(self.rpc_url)
+        clock.start()
+        self.say(f"sending for {duration:.0f} s at {'max' if rate <= 0 else rate} requests/s ...")
+        n_sent, send_s = broadcast(self.rpc_url, raws, rate, duration)
+        self.say(f"sent {n_sent} in {send_s:.1f} s; waiting for the stack to settle them (at most {drain:.0f} s)")
+        deadline = time.monotonic() + drain
+        while time.monotonic() < deadline:
+            time.sleep(2.0)
+            requested, fulfilled, _ = self._collect()
+            pending = len(set(requested) - set(fulfilled))
+            self.say(f"  requested {len(requested)}, fulfilled {len(fulfilled)}, pending {pending}")
+            if len(requested) >= n_sent and not pending:
+                break
+        time.sleep(2 * block_time + 0.1)
+        requested, fulfilled, skipped = self._collect()
+        clock.stop()
+        return self._figures(requested, fulfilled, skipped, clock.seen, n_sent, send_s)
+
+    def _collect(self) -> tuple[dict[bytes, int], dict[bytes, list[int]], list[bytes]]:
+        """Request id -> request block; request id -> fulfilment blocks; skipped request ids (all from logs).
+
+        Incremental and undecoded (raw ``eth_getLogs`` topics), so watching the chain costs the stack little CPU.
+        """
+        with httpx.Client(timeout=60) as http:
+            head = int(_rpc(http, self.rpc_url, "eth_blockNumber", []), 16)
+            if head >= self._next_block:
+                logs = _rpc(
+                    http,
+                    self.rpc_url,
+                    "eth_getLogs",
+                    [
+                        {
+                            "address": self.router.address,
+                            "fromBlock": hex(self._next_block),
+                            "toBlock": hex(head),
+                            "topics": [[TOPIC_REQUESTED, TOPIC_FULFILLED, TOPIC_SKIPPED]],
+                        }
+                    ],
+                )
+                for log in logs:
+                    topic, request_id, block = (
+                        log["topics"][0],
+                        bytes.fromhex(log["topics"][1][2:]),
+                        int(log["blockNumber"], 16),
+                    )
+                    if topic == TOPIC_REQUESTED:
+                        if log["topics"][2][-40:].lower() == self.consumer[2:].lower():
+                            self._requested[request_id] = block
+                    elif topic == TOPIC_FULFILLED:
+                        self._fulfilled.setdefault(request_id, []).append(block)
+                        words = bytes.fromhex(log["data"][2:])
+                        if words[31] != 0 or words[63] != 1:  # status OK and callbackSucceeded
+                            self._failed_callbacks += 1
+                    else:
+                        self._skipped.append(request_id)
+                self._next_block = head + 1
+        return self._requested, self._fulfilled, self._skipped
+
+    def _figures(
+        self,
+        requested: dict[bytes, int],
+        fulfilled: dict[bytes, list[int]],
+        skipped: list[bytes],
+        seen: dict[int, float],
+        n_sent: int,
+        send_s: float,
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        done = {rid: blocks[0] for rid, blocks in fulfilled.items() if rid in requested}
+        block_lat = [done[rid] - requested[rid] for rid in done]
+        sec_lat = [
+            seen[done[rid]] - seen[requested[rid]] for rid in done if done[rid] in seen and requested[rid] in seen
+        ]
+        first = min(seen[b] for b in requested.values() if b in seen)
+        last = max(seen[b] for b in done.values() if b in seen)
+        duration = last - first
+        blocks = sorted(set(requested.values()) | set(done.values()))
+        figures = {
+            "p50_latency_blocks": int(nearest_rank(block_lat, 0.5)),
+            "p99_latency_s": round(nearest_rank(sec_lat, 0.99), 3),
+            "throughput_rps": round(len(done) / duration, 1),
+            "duration_s": round(duration, 1),
+            "requests": len(requested),
+            "lost": len(set(requested) - set(done)),
+            "duplicated": sum(len(b) - 1 for rid, b in fulfilled.items() if rid in requested),
+        }
+        detail = {
+            "fulfilled": len(done),
+            "fulfillmentSkipped": len(skipped),
+            "fulfilledWithFailedCallbackOrStatus": self._failed_callbacks,
+            "transactionsBroadcast": n_sent,
+            "sendSeconds": round(send_s, 1),
+            "offeredRps": round(n_sent / send_s, 1) if send_s else None,
+            "latencyBlocks": {
+                "p50": nearest_rank(block_lat, 0.5),
+                "p90": nearest_rank(block_lat, 0.9),
+                "p99": nearest_rank(block_lat, 0.99),
+                "max": max(block_lat),
+            },
+            "latencySeconds": {
+                "p50": round(nearest_rank(sec_lat, 0.5), 3),
+                "p90": round(nearest_rank(sec_lat, 0.9), 3),
+                "p99": round(nearest_rank(sec_lat, 0.99), 3),
+                "max": round(max(sec_lat), 3),
+                "mean": round(statistics.fmean(sec_lat), 3),
+            },
+            "blocksSpanned": blocks[-1] - blocks[0] + 1 if blocks else 0,
+        }
+        return figures, detail
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    d = doc["detail"]
+    return "\n".join(
+        [
+            "| figure | value |",
+            "|---|---:|",
+            f"| requests included | {doc['requests']:,} |",
+            f"| fulfilled | {d['fulfilled']:,} |",
+            f"| lost / duplicated / skipped | {doc['lost']} / {doc['duplicated']} / {d['fulfillmentSkipped']} |",
+            f"| duration (first request block -> last fulfilment block) | {doc['duration_s']} s |",
+            f"| throughput | {doc['throughput_rps']} requests/s |",
+            f"| offered load | {d['offeredRps']} requests/s |",
+            f"| latency p50 / p99 (blocks) | {d['latencyBlocks']['p50']} / {d['latencyBlocks']['p99']} |",
+            f"| latency p50 / p99 (s) | {d['latencySeconds']['p50']} / {d['latencySeconds']['p99']} |",
+            f"| signing rate, one core | {doc['sign_rate_per_core']:,.0f} signatures/s |",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.e2e", description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=DEFAULT_DURATION, help="seconds of load (default 60)")
+    parser.add_argument(
+        "--rate", type=float, default=DEFAULT_RATE, help="offered requests/s in total (0: as fast as possible)"
+    )
+    parser.add_argument("--senders", type=int, default=DEFAULT_SENDERS, help=f"accounts (at most {len(SENDER_KEYS)})")
+    parser.add_argument("--block-time", type=int, default=DEFAULT_BLOCK_TIME, help="anvil interval mining, whole s")
+    parser.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH, help="relayer --max-batch")
+    parser.add_argument("--poll-interval", type=float, default=0.2, help="relayer poll interval, s")
+    parser.add_argument("--drain", type=float, default=120.0, help="most seconds to wait for the backlog")
+    parser.add_argument("--sign-seconds", type=float, default=sign.DEFAULT_SECONDS)
+    parser.add_argument("--no-write", action="store_true", help="print only; do not write bench/results/e2e.json")
+    args = parser.parse_args(argv)
+    if not 1 <= args.senders <= len(SENDER_KEYS):
+        parser.error(f"--senders must be 1..{len(SENDER_KEYS)}")
+
+    def say(message: str) -> None:
+        print(f"  - {message}", file=sys.stderr, flush=True)
+
+    say("signing rate on one core ...")
+    signing = sign.measure(args.sign_seconds)
+    say(f"{signing['signaturesPerSecond']:,.0f} signed fulfilments/s on one core")
+    with LocalStack(relayer_poll_interval=args.poll_interval, with_relayer=False, progress=say) as stack:
+        stack.relayer = stack.start_relayer(extra_args=("--max-batch", str(args.max_batch)))
+        stack.relayer.wait_for_line(RELAYER_READY, after=stack.relayer.log_offset)
+        env = environment(stack.anvil.rpc_url)
+        figures, detail = E2EBench(stack, say).run(
+            senders=args.senders,
+            rate=args.rate,
+            duration=args.duration,
+            drain=args.drain,
+            block_time=args.block_time,
+        )
+    figures["sign_rate_per_core"] = float(signing["signaturesPerSecond"])
+    doc = e2e_document(
+        figures,
+        versions={"anvil": env["anvil"], "python": env["python"], "solc": env["solc"]},
+        extra={
+            "settings": {
+                "durationOfLoad": args.duration,
+                "offeredRate": args.rate or "as fast as possible",
+                "senders": args.senders,
+                "blockTime": args.block_time,
+                "relayerMaxBatch": args.max_batch,
+                "relayerPollInterval": args.poll_interval,
+                "job": "echo@1, 32-byte plain payload, TrivialConsumer callback",
+                "callbackGasLimit": CALLBACK_GAS,
+                "percentiles": "nearest rank",
+            },
+            "detail": detail,
+            "signing": signing,
+            "environment": env,
+        },
+    )
+    table = markdown(doc)
+    print(table)
+    if not args.no_write:
+        say(f"wrote {write_json('e2e.json', doc)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
