@@ -267,7 +267,9 @@ class Relayer:
             results = self.coprocessor.execute(self.chain_id, self.router.address, pending)
         except CoprocessorError as exc:
             if not exc.retryable and len(pending) > 1:
-                return sum(self._execute_batch([one]) for one in pending)
+                # refused as a whole (too large, or one bad request): halve until the culprit stands alone
+                half = len(pending) // 2
+                return self._execute_batch(pending[:half]) + self._execute_batch(pending[half:])
             for stored in pending:
                 if exc.retryable:
                     self._retry(stored, str(exc))

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx
@@ -22,10 +23,11 @@ from eth_account import Account
 
 from relayer.chain import ChainClient
 from relayer.service import AUTO_CANCEL_KEY, Relayer, RelayerConfig, failure_reason
-from relayer.store import DELIVERED, EXPIRED, PENDING
+from relayer.store import DELIVERED, EXPIRED, FAILED, PENDING
 from teebridge.anvil import free_port
 from teebridge.client import send_via_consumer
 from teebridge.stack import RELAYER_KEY, USER_KEY, LocalStack
+from tests.helpers import serve_http
 from verifier.envelope import plain
 from verifier.protocol import job_id
 
@@ -305,3 +307,40 @@ def test_cli_serves_metrics_and_health(local: LocalStack, tmp_path: Path) -> Non
         proc.terminate()
         proc.wait(timeout=10)
         log_file.close()
+
+
+def test_a_refused_batch_is_halved_until_the_bad_request_stands_alone(local: LocalStack, tmp_path: Path) -> None:
+    """A coprocessor that refuses (400) any batch holding one poisoned request: the relayer halves the batch
+    instead of falling back to one call per request, the others are delivered, the poisoned one fails."""
+    calls: list[int] = []
+    poison = b"poison!"
+
+    class Refusing(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            doc = json.loads(body)
+            calls.append(len(doc["requests"]))
+            if any(bytes.fromhex(r["input"][2:]).endswith(poison) for r in doc["requests"]):
+                status, answer = 400, b'{"error": "refused"}'
+            else:
+                forwarded = httpx.post(local.coprocessor_url + self.path, content=body, timeout=30)
+                status, answer = forwarded.status_code, forwarded.content
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    with serve_http(Refusing) as url:
+        relayer = make_relayer(local, tmp_path / "r.sqlite", coprocessor=url, max_batch=16)
+        try:
+            ids = [request_echo(local, b"fine %d" % i) for i in range(7)] + [request_echo(local, poison)]
+            relayer.tick()  # watch + execute: one refused batch of 8, then halves
+            states = {i: relayer.store.get(i).state for i in ids}  # type: ignore[union-attr]
+            assert states[ids[-1]] == FAILED
+            assert all(state != FAILED for i, state in states.items() if i != ids[-1])
+            assert calls[0] == 8 and len(calls) < 8  # 8 -> 4+4 -> 2+2 -> 1+1: 7 calls, not 1 + 8
+        finally:
+            relayer.close()
