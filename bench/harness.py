@@ -179,7 +179,12 @@ def traced_execution(chain: Chain, tx_hash: str) -> int | None:
 
 def callee_gas(chain: Chain, tx_hash: str, callee: str) -> int:
     """Sum of gasUsed of the CALL frames into ``callee`` (callTracer): the callee's own code, no CALL cost."""
-    total, todo = 0, [_trace(chain, tx_hash, {"tracer": "callTracer"})]
+    return frame_gas(_trace(chain, tx_hash, {"tracer": "callTracer"}), callee)
+
+
+def frame_gas(trace: dict[str, Any], callee: str) -> int:
+    """Sum of gasUsed of the CALL frames into ``callee`` in a callTracer ``trace``."""
+    total, todo = 0, [trace]
     while todo:
         frame = todo.pop()
         for sub in frame.get("calls", []):

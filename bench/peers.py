@@ -49,6 +49,7 @@ from eth_account.messages import encode_defunct
 from web3 import Web3
 from web3.logs import DISCARD
 
+from bench.harness import frame_gas as trace_frame_gas
 from relayer.chain import ChainClient
 from teebridge.anvil import DEV_KEYS
 from teebridge.tools import REPO_ROOT, find_solcjs
@@ -223,15 +224,7 @@ def deploy(client: ChainClient, artifact: dict[str, Any], *args: Any) -> Any:
 def frame_gas(w3: Web3, tx_hash: Any, callee: str) -> int:
     """Gas used inside CALL frames into ``callee`` (callTracer)."""
     response = w3.provider.make_request("debug_traceTransaction", [Web3.to_hex(tx_hash), {"tracer": "callTracer"}])
-    total, todo = 0, [response["result"]]
-    while todo:
-        frame = todo.pop()
-        for sub in frame.get("calls", []):
-            if sub["type"] == "CALL" and sub["to"].lower() == callee.lower():
-                total += int(sub["gasUsed"], 16)
-            else:
-                todo.append(sub)
-    return total
+    return trace_frame_gas(response["result"], callee)
 
 
 def intrinsic(w3: Web3, tx_hash: Any) -> int:
