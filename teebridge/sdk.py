@@ -40,7 +40,7 @@ from teebridge.client import (
     wait_for_answer,
 )
 from teebridge.deploy import Deployment
-from verifier.envelope import ResultKey, decrypt_result
+from verifier.envelope import ResultKey, decrypt_result, plain
 from verifier.hashing import keccak256
 from verifier.protocol import Status, parse_offchain_reference
 from verifier.secrets import (
@@ -175,17 +175,8 @@ class TeeBridgeClient:
         secret_set_id: bytes | None = None,
         result_key: HpkeKeyPair | ResultKey | None = None,
     ) -> bytes:
-        """An unencrypted input, with options."""
-        return build_input(
-            payload,
-            encrypt_to=None,
-            chain_id=self.deployment.chain_id,
-            router=self.deployment.router,
-            requester=self.deployment.router,
-            job_id=b"\x00" * 32,
-            secret_set_id=secret_set_id,
-            result_key=_result_key(result_key),
-        )
+        """An unencrypted input, with options (the payload goes on-chain as it is)."""
+        return plain(payload, secret_set_id=secret_set_id, result_key=_result_key(result_key))
 
     def request(
         self,
