@@ -103,16 +103,25 @@ class Stream:
         raise AssertionError(f"only {len(self.fulfilled())} of {self.count} requests fulfilled in {timeout}s")
 
 
-def start_relayers(stack: LocalStack, url: str, keys: list[str], start: int, **env: str) -> list[Child]:
+def start_relayers(
+    stack: LocalStack, url: str, keys: list[str], start: int, *, first: int = 0, max_batch: int = 16, **env: str
+) -> list[Child]:
     relayers = []
-    for i, key in enumerate(keys):
+    for i, key in enumerate(keys, start=first):
         relayers.append(
             stack.start_relayer(
                 db=url,
                 key=key,
                 name=f"relayer-{i}-{start}",
-                extra_args=("--start-block", str(start), "--lease-seconds", str(LEASE_SECONDS), "--max-batch", "16"),
-                extra_env=env if i == 0 else None,
+                extra_args=(
+                    "--start-block",
+                    str(start),
+                    "--lease-seconds",
+                    str(LEASE_SECONDS),
+                    "--max-batch",
+                    str(max_batch),
+                ),
+                extra_env=env if i == first else None,
             )
         )
     return relayers
@@ -154,7 +163,9 @@ def test_relayers_share_one_postgres_without_duplicates_or_losses(
     url = postgres.database("multi")
     keys = funded_keys(local, relayers)
     stream = Stream(local, count)
-    children = start_relayers(local, url, keys, stream.start_block)
+    # Small batches, so one relayer alone cannot keep up with the stream and the others must take work: the
+    # point is several relayers submitting side by side (with 16 a fast one could take everything alone).
+    children = start_relayers(local, url, keys, stream.start_block, max_batch=4)
     try:
         for child in children:
             child.wait_for_line(RELAYER_READY, after=child.log_offset)
@@ -178,13 +189,17 @@ def test_dead_relayers_leases_are_taken_over(local: LocalStack, postgres: PgClus
     url = postgres.database("takeover")
     keys = funded_keys(local, 3)
     stream = Stream(local, count)
-    crashing, *others = start_relayers(local, url, keys, stream.start_block, **{FAULT_ENV: "crash-before-broadcast"})
-    victim, survivor = others
+    # The crashing relayer runs alone until it has crashed, so it surely signs (and persists) something first:
+    # with the others already running, they could take every request before it reaches its first submit.
+    (crashing,) = start_relayers(local, url, keys[:1], stream.start_block, **{FAULT_ENV: "crash-before-broadcast"})
+    others: list[Child] = []
     try:
-        for child in others:
-            child.wait_for_line(RELAYER_READY, after=child.log_offset)
         stream.start()
         assert crashing.process is not None and crashing.process.wait(timeout=30) == FAULT_EXIT_CODE
+        others = start_relayers(local, url, keys[1:], stream.start_block, first=1)
+        victim, survivor = others
+        for child in others:
+            child.wait_for_line(RELAYER_READY, after=child.log_offset)
         while len(stream.fulfilled()) < count // 3:
             time.sleep(0.1)
         victim.kill()  # SIGKILL mid-stream: whatever it claimed or signed is left behind

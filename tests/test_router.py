@@ -303,3 +303,12 @@ def test_sign_digest_is_what_the_router_recovers(stack: Stack) -> None:
     args = (request.as_tuple(), 0, b"r", enclave.measurement, r, vs)
     receipt = stack.relayer.send(router_as(stack, stack.relayer).functions.fulfill(args))
     assert stack.router.events.Fulfilled().process_receipt(receipt)
+
+
+def test_commitments_of_reads_many_at_once(stack: Stack) -> None:
+    first, _ = send_request(stack, plain(b"one"))
+    second, _ = send_request(stack, plain(b"two"))
+    unknown = b"\x07" * 32
+    stored = stack.router.functions.commitmentsOf([first.request_id, unknown, second.request_id]).call()
+    assert stored == [first.commitment(), b"\x00" * 32, second.commitment()]
+    assert stack.router.functions.commitmentsOf([]).call() == []

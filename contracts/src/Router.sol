@@ -212,6 +212,17 @@ contract Router is IRouter {
         return block.chainid == _cachedChainId ? _cachedDomainSeparator : _buildDomainSeparator();
     }
 
+    /// @notice The stored commitments of many requests at once (zero: unknown, fulfilled or cancelled).
+    /// @dev A view for relayers, so one call checks a whole batch; its cost is the caller's, bounded by its input.
+    /// @param requestIds The request ids.
+    /// @return stored The commitment of each, in order.
+    function commitmentsOf(bytes32[] calldata requestIds) external view returns (bytes32[] memory stored) {
+        stored = new bytes32[](requestIds.length);
+        for (uint256 i; i < requestIds.length; ++i) {
+            stored[i] = commitments[requestIds[i]];
+        }
+    }
+
     /// @notice The commitment the Router stores for a request with these fields.
     /// @param req The request fields.
     /// @return The commitment hash.
