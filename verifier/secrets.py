@@ -106,8 +106,31 @@ def check_secret_values(values: Any) -> dict[str, str]:
     return out
 
 
+class _OwnerSigned:
+    """What an upload and a deletion share: the set they name and the owner's signature over ``digest()``."""
+
+    __slots__ = ()
+    owner: str
+    chain_id: int
+    job_id: bytes
+    name: str
+    signature: bytes
+
+    def digest(self) -> bytes:  # pragma: no cover - each message defines its own
+        raise NotImplementedError
+
+    @property
+    def secret_set_id(self) -> bytes:
+        """The id of the set, as requests name it."""
+        return secret_set_id(self.chain_id, self.owner, self.job_id, self.name)
+
+    def verify(self) -> None:
+        """Check the owner's signature; :class:`SecretSetError` if it is not the owner's."""
+        _check_signer(self.digest(), self.signature, self.owner)
+
+
 @dataclass(frozen=True, slots=True)
-class SecretSetUpload:
+class SecretSetUpload(_OwnerSigned):
     """A signed upload: everything but the plaintext, which only the enclave sees."""
 
     owner: str
@@ -120,20 +143,11 @@ class SecretSetUpload:
     ciphertext: bytes
     signature: bytes
 
-    @property
-    def secret_set_id(self) -> bytes:
-        """The id requests name."""
-        return secret_set_id(self.chain_id, self.owner, self.job_id, self.name)
-
     def digest(self) -> bytes:
         """The EIP-712 digest the owner signs."""
         return upload_digest(
             self.chain_id, self.job_id, self.name, self.version, self.expires_at, self.requesters, self.ciphertext
         )
-
-    def verify(self) -> None:
-        """Check the owner's signature; :class:`SecretSetError` if it is not the owner's."""
-        _check_signer(self.digest(), self.signature, self.owner)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON body of ``POST /v1/secrets``."""
@@ -170,7 +184,7 @@ class SecretSetUpload:
 
 
 @dataclass(frozen=True, slots=True)
-class SecretSetDeletion:
+class SecretSetDeletion(_OwnerSigned):
     """A signed deletion of a secret set (a tombstone at ``version``)."""
 
     owner: str
@@ -180,18 +194,9 @@ class SecretSetDeletion:
     version: int
     signature: bytes
 
-    @property
-    def secret_set_id(self) -> bytes:
-        """The id of the set deleted."""
-        return secret_set_id(self.chain_id, self.owner, self.job_id, self.name)
-
     def digest(self) -> bytes:
         """The EIP-712 digest the owner signs."""
         return deletion_digest(self.chain_id, self.job_id, self.name, self.version)
-
-    def verify(self) -> None:
-        """Check the owner's signature; :class:`SecretSetError` if it is not the owner's."""
-        _check_signer(self.digest(), self.signature, self.owner)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON body of ``POST /v1/secrets/delete``."""
