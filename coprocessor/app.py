@@ -33,6 +33,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from coprocessor.attestation import Measure, QuoteProvider, TeeLocations, create_provider
+from coprocessor.batch_signing import ForeignItemError, sign_batch
 from coprocessor.config import CoprocessorConfig
 from coprocessor.executor import BadRequest, Executor, OverloadedError
 from coprocessor.jobs import JobContext, JobRegistry, default_registry
@@ -50,15 +51,19 @@ from coprocessor.wire import (
     parse_execute,
     parse_hex,
     parse_int,
+    parse_sign_batch,
 )
 from verifier.attestation import report_data
 from verifier.hexutil import to_hex
+from verifier.protocol import Domain
 from verifier.quote import measurement_of, parse_quote
 from verifier.secrets import SecretSetDeletion, SecretSetError, SecretSetUpload
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = "5"
+#: The most fulfilments one ``/v1/sign-batch`` call signs (a 30M-gas block holds fewer trivial fulfilments).
+MAX_SIGN_BATCH_ITEMS = 2048
 MAX_SECRETS_BODY = 65536
 Endpoint = Callable[[HttpRequest], Awaitable[Response]]
 
@@ -213,19 +218,9 @@ class CoprocessorService:
 
     async def execute(self, request: HttpRequest) -> Response:
         """``POST /v1/execute``: run a batch of requests and return their signed fulfillments in order."""
-        limit = self.config.max_request_bytes
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            return error(413, f"request body is larger than {limit} bytes; send fewer or smaller requests")
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                return error(413, f"request body is larger than {limit} bytes; send fewer or smaller requests")
-        try:
-            document = json.loads(body)
-        except (ValueError, RecursionError):
-            return error(400, "the body is not valid JSON; send a JSON object with chainId, router and requests")
+        document = await self._read_json(request, "requests")
+        if isinstance(document, Response):
+            return document
         try:
             call = parse_execute(document, self.config.max_batch)
         except TooManyRequestsError as exc:
@@ -239,6 +234,50 @@ class CoprocessorService:
         except OverloadedError as exc:
             return error(503, str(exc), headers={"Retry-After": RETRY_AFTER_SECONDS})
         return JSONResponse({"fulfillments": [s.to_json() for s in signed]})
+
+    async def sign_batch(self, request: HttpRequest) -> Response:
+        """``POST /v1/sign-batch``: one ``FulfillmentBatch`` signature over fulfilments this enclave signed.
+
+        409 when an item was signed by another key (another enclave, or this one before a key rotation): the
+        relayer then submits the items with their own signatures.
+        """
+        document = await self._read_json(request, "fulfillments")
+        if isinstance(document, Response):
+            return document
+        try:
+            call = parse_sign_batch(document, MAX_SIGN_BATCH_ITEMS)
+        except TooManyRequestsError as exc:
+            return error(413, f"{exc}; split the batch")
+        except WireError as exc:
+            return error(400, str(exc))
+        try:
+            domain = Domain(call.chain_id, call.router)
+            signer, signature = await run_in_threadpool(sign_batch, self.keys, self.measurement, domain, call.items)
+        except ForeignItemError as exc:
+            return error(409, f"{exc}; submit these items with their own signatures")
+        return JSONResponse(
+            {
+                "signer": signer,
+                "measurement": to_hex(self.measurement),
+                "signature": to_hex(signature),
+            }
+        )
+
+    async def _read_json(self, request: HttpRequest, what: str) -> object:
+        """The JSON body (at most ``max_request_bytes``), or the error response to send instead."""
+        limit = self.config.max_request_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            return error(413, f"request body is larger than {limit} bytes; send fewer or smaller {what}")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                return error(413, f"request body is larger than {limit} bytes; send fewer or smaller {what}")
+        try:
+            return json.loads(body)
+        except (ValueError, RecursionError):
+            return error(400, f"the body is not valid JSON; send a JSON object with chainId, router and {what}")
 
     async def price_report(self, request: HttpRequest) -> Response:
         """``POST /v1/price-report``: observe a pair's price now and return a signed ``PriceReport``.
@@ -279,6 +318,7 @@ class CoprocessorService:
             Route("/v1/attestation", _guarded(self.attestation), methods=["GET"]),
             Route("/v1/jobs", _guarded(self.list_jobs), methods=["GET"]),
             Route("/v1/execute", _guarded(self.execute), methods=["POST"]),
+            Route("/v1/sign-batch", _guarded(self.sign_batch), methods=["POST"]),
             Route("/v1/price-report", _guarded(self.price_report), methods=["POST"]),
             Route("/v1/keys", _guarded(self.list_keys), methods=["GET"]),
             Route("/v1/keys/rotate", _guarded(self.rotate_keys), methods=["POST"]),

@@ -6,11 +6,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from coprocessor.batch_signing import SignedItem
 from verifier.hashing import keccak256
 from verifier.hexutil import from_hex, to_checksum_address
-from verifier.protocol import Request
+from verifier.protocol import Fulfillment, Request
 
 UINT256_MAX = 2**256 - 1
+SIGNED_FULFILLMENT_FIELDS = ("requestId", "commitment", "status", "resultHash", "measurement", "signature")
 REQUEST_FIELDS = ("requestId", "requester", "jobId", "input", "callbackGasLimit", "fee", "expiry")
 
 
@@ -125,3 +127,43 @@ def parse_execute(body: Any, max_batch: int) -> ExecuteCall:
         raise TooManyRequestsError(f"{len(requests)} requests in one call; this coprocessor takes at most {max_batch}")
     items = [parse_request(item, f"requests[{i}]") for i, item in enumerate(requests)]
     return ExecuteCall(chain_id, router, items)
+
+
+@dataclass(frozen=True, slots=True)
+class SignBatchCall:
+    """A parsed ``POST /v1/sign-batch`` body."""
+
+    chain_id: int
+    router: str
+    items: list[SignedItem]
+
+
+def parse_sign_batch(document: Any, max_items: int) -> SignBatchCall:
+    """``{"chainId", "router", "fulfillments": [{requestId, commitment, status, resultHash, measurement,
+    signature}, ...]}``: the fulfilments (as ``/v1/execute`` returned them) to sign as one batch, in order."""
+    if not isinstance(document, Mapping):
+        raise WireError("the body must be a JSON object with chainId, router and fulfillments")
+    entries = document.get("fulfillments")
+    if not isinstance(entries, list) or not entries:
+        raise WireError("fulfillments must be a non-empty list")
+    if len(entries) > max_items:
+        raise TooManyRequestsError(f"{len(entries)} fulfillments in one call; at most {max_items}")
+    items = []
+    for index, entry in enumerate(entries):
+        name = f"fulfillments[{index}]"
+        if not isinstance(entry, Mapping):
+            raise WireError(f"{name} must be an object")
+        missing = [k for k in SIGNED_FULFILLMENT_FIELDS if k not in entry]
+        if missing:
+            raise WireError(f"{name} is missing {', '.join(missing)}")
+        fulfillment = Fulfillment(
+            request_id=parse_hex(entry["requestId"], f"{name}.requestId", 32),
+            commitment=parse_hex(entry["commitment"], f"{name}.commitment", 32),
+            status=parse_int(entry["status"], f"{name}.status", maximum=255),
+            result_hash=parse_hex(entry["resultHash"], f"{name}.resultHash", 32),
+            measurement=parse_hex(entry["measurement"], f"{name}.measurement", 32),
+        )
+        items.append(SignedItem(fulfillment, parse_hex(entry["signature"], f"{name}.signature", 65)))
+    return SignBatchCall(
+        parse_chain_id(document.get("chainId")), parse_address(document.get("router"), "router"), items
+    )

@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 
 from relayer.store import StoredRequest
-from verifier.hexutil import to_hex
+from verifier.hashing import keccak256
+from verifier.hexutil import from_hex, to_hex
 from verifier.price_report import SignedPriceReport
 from verifier.signed_result import SignedResult
 
@@ -72,6 +73,32 @@ class CoprocessorClient:
         """``POST /v1/price-report``: a fresh signed price for ``pair``. A quorum failure is not retryable now."""
         body = {"pair": pair, "decimals": decimals, "chainId": chain_id, "registry": registry}
         return SignedPriceReport.from_json(self._call("POST", "/v1/price-report", json=body))
+
+    def sign_batch(self, chain_id: int, router: str, results: list[SignedResult]) -> bytes:
+        """``POST /v1/sign-batch``: one ``FulfillmentBatch`` signature over ``results`` (in order).
+
+        Refused (not retryable) when this coprocessor's current key did not sign every one of them.
+        """
+        body = {
+            "chainId": chain_id,
+            "router": router,
+            "fulfillments": [
+                {
+                    "requestId": to_hex(r.request_id),
+                    "commitment": to_hex(r.commitment),
+                    "status": r.status,
+                    "resultHash": to_hex(keccak256(r.result)),
+                    "measurement": to_hex(r.measurement),
+                    "signature": to_hex(r.signature),
+                }
+                for r in results
+            ],
+        }
+        data = self._call("POST", "/v1/sign-batch", json=body)
+        try:
+            return from_hex(data["signature"], 65)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CoprocessorError(f"malformed /v1/sign-batch answer: {exc}", retryable=False) from exc
 
     def execute(self, chain_id: int, router: str, requests: list[StoredRequest]) -> list[SignedResult]:
         """``POST /v1/execute``: signed results in the order of ``requests``."""

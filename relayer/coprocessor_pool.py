@@ -59,6 +59,19 @@ class CoprocessorPool:
         """``POST /v1/execute`` on one member, failing over to the others (see the module docstring)."""
         return self._call(lambda client: client.execute(chain_id, router, requests))
 
+    def sign_batch(self, chain_id: int, router: str, results: list[SignedResult]) -> bytes | None:
+        """One batch signature over ``results`` from the member whose key signed them; None if none can.
+
+        A member holding another key refuses (409) and the next is asked; that is not a failure of the member.
+        """
+        for member in self._ordered():
+            try:
+                return member.client.sign_batch(chain_id, router, results)
+            except CoprocessorError as exc:
+                if exc.retryable:
+                    self._failed(member, str(exc))
+        return None
+
     def forward(self, path: str, body: bytes) -> tuple[int, bytes]:
         """Forward a secret upload to the members in turn until one accepts it (each enclave only opens
         ciphertexts sealed to its own key); the last answer if none does."""

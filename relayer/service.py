@@ -192,6 +192,7 @@ class Relayer:
                 max_fee_wei=config.max_fee_wei,
                 replace_after=config.replace_after,
             ),
+            batch_signer=lambda results: self.coprocessor.sign_batch(self.chain_id, self.router.address, results),
         )
 
     def close(self) -> None:

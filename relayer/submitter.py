@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +47,9 @@ from relayer.store import (
     StoredRequest,
     StoredTransaction,
 )
+from verifier.protocol import MAX_PACKED_RESULT, Domain, batch_digest, pack_item
 from verifier.signed_result import SignedResult
+from verifier.signing import SignatureError, recover_signer, to_compact
 
 log = logging.getLogger("teebridge.relayer.submitter")
 
@@ -63,6 +66,10 @@ MIN_PRIORITY_FEE_WEI = 10**7
 def bumped(fee: int) -> int:
     """``fee`` raised by at least 12.5 % (and at least 1 wei): the least a node accepts for a replacement."""
     return fee + (fee + 7) // 8 + 1 if fee else 1
+
+
+BatchSigner = Callable[[list[SignedResult]], bytes | None]
+"""Returns the enclave's ``FulfillmentBatch`` signature over the results (in order), or None if it cannot."""
 
 
 @dataclass(frozen=True)
@@ -96,9 +103,16 @@ class Submitter:
     """Turns ``executed`` requests into Router transactions."""
 
     def __init__(
-        self, chain: ChainClient, router: Contract, store: SqlStore, policy: SubmitPolicy | None = None
+        self,
+        chain: ChainClient,
+        router: Contract,
+        store: SqlStore,
+        policy: SubmitPolicy | None = None,
+        batch_signer: BatchSigner | None = None,
     ) -> None:
         self.chain = chain
+        self.batch_signer = batch_signer
+        """Asks the enclave for one signature over a batch (``fulfillBatchSigned``); None: per-item signatures."""
         self.w3 = chain.w3
         self.router = router
         self.store = store
@@ -203,10 +217,43 @@ class Submitter:
         return self._send(batch, call, gas)
 
     def _call_for(self, batch: list[tuple[StoredRequest, SignedResult]]):
-        args = [signed.call_args(stored.request()) for stored, signed in batch]
-        if len(args) == 1:
-            return self.router.functions.fulfill(args[0])
-        return self.router.functions.fulfillBatch(args)
+        """``fulfill`` for one item; ``fulfillBatchSigned`` (one enclave signature, the cheap path) for several
+        when their enclave signs the batch; else ``fulfillBatch`` with each item's own signature."""
+        if len(batch) == 1:
+            stored, signed = batch[0]
+            return self.router.functions.fulfill(signed.call_args(stored.request()))
+        results = [signed for _, signed in batch]
+        signature = self._batch_signature(results)
+        if signature is not None:
+            items = b"".join(pack_item(stored.request(), signed.status, signed.result) for stored, signed in batch)
+            r, vs = to_compact(signature)
+            return self.router.functions.fulfillBatchSigned(items, results[0].measurement, r, vs)
+        return self.router.functions.fulfillBatch([signed.call_args(stored.request()) for stored, signed in batch])
+
+    def _batch_signature(self, results: list[SignedResult]) -> bytes | None:
+        """The enclave's signature over ``results`` as one batch, checked here; None when there is none to use."""
+        first = results[0]
+        if self.batch_signer is None or any(
+            r.signer != first.signer or r.measurement != first.measurement or len(r.result) > MAX_PACKED_RESULT
+            for r in results
+        ):
+            return None
+        try:
+            signature = self.batch_signer(results)
+        except Exception as exc:  # an optimisation only: the items' own signatures still deliver them
+            log.warning("no batch signature (%s); submitting %d items with their own signatures", exc, len(results))
+            return None
+        if signature is None:
+            return None
+        digest = batch_digest([r.fulfillment() for r in results], Domain(self.chain_id, self.router.address))
+        try:
+            recovered = recover_signer(digest, signature)
+        except SignatureError:
+            recovered = None
+        if recovered != first.signer:
+            log.warning("the batch signature does not recover to %s; using the items' own signatures", first.signer)
+            return None
+        return signature
 
     def _simulation_failed(self, stored: StoredRequest, exc: Exception) -> None:
         # Keep trying until the request expires: the cause may pass (a signer being renewed, an approval

@@ -14,7 +14,7 @@ from web3.logs import DISCARD
 
 from relayer.chain import ChainClient
 from verifier.envelope import Binding, EnvelopeError, ResultKey, encrypt, parse_input, plain
-from verifier.protocol import Status
+from verifier.protocol import Status, unpack_items
 from verifier.suites import DEFAULT_SUITE, Suite, parse_key_bundle
 
 
@@ -179,6 +179,11 @@ def is_sealed(envelope: bytes) -> bool:
 
 def _result_from_calldata(router: Contract, calldata: bytes, request_id: bytes) -> bytes:
     func, args = router.decode_function_input(calldata)
+    if func.fn_name == "fulfillBatchSigned":
+        for packed in unpack_items(bytes(args["items"])):
+            if packed.request.request_id == request_id:
+                return packed.result
+        raise ValueError("fulfilment transaction does not carry this request")
     items = [args["f"]] if func.fn_name == "fulfill" else list(args["items"])
     for item in items:
         # web3 decodes structs as dicts keyed by field name

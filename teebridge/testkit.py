@@ -8,6 +8,7 @@ teebridge's own tests and benchmarks) can produce fulfilments exactly as an encl
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from web3.contract import Contract
@@ -16,9 +17,9 @@ from web3.types import TxReceipt
 
 from relayer.chain import ChainClient
 from verifier.hashing import keccak256
-from verifier.protocol import Domain, Request, Status, fulfillment_for
+from verifier.protocol import Domain, Request, Status, batch_digest, fulfillment_for, pack_item
 from verifier.signed_result import SignedResult
-from verifier.signing import address_of_private_key, sign_digest
+from verifier.signing import address_of_private_key, sign_digest, to_compact
 
 DEV_MEASUREMENT = keccak256(b"teebridge dev enclave measurement")
 
@@ -52,6 +53,17 @@ class DevEnclave:
         return SignedResult(
             f.request_id, f.commitment, f.status, result, f.measurement, self.address, sign_digest(self.key, digest)
         )
+
+
+    def sign_batch(
+        self, answers: Sequence[tuple[Request, bytes, int]], domain: Domain
+    ) -> tuple[bytes, bytes, bytes, bytes]:
+        """``Router.fulfillBatchSigned``'s arguments ``(items, measurement, r, vs)`` for ``(request, result,
+        status)`` answers, signed as one ``FulfillmentBatch``."""
+        fulfillments = [fulfillment_for(r, status, result, self.measurement) for r, result, status in answers]
+        r, vs = to_compact(sign_digest(self.key, batch_digest(fulfillments, domain)))
+        items = b"".join(pack_item(request, status, result) for request, result, status in answers)
+        return items, self.measurement, r, vs
 
 
 def register_dev_enclave(

@@ -202,3 +202,47 @@ def test_receipt_served_late_is_not_taken_for_dropped(local: LocalStack, tmp_pat
     assert relayer.store.get(request_id).state == DELIVERED
     assert relayer.store.transactions_for(request_id) == 1
     relayer.close()
+
+
+def _fulfilment_functions(stack: LocalStack, request_ids: list[bytes]) -> dict[str, int]:
+    """The Router function of each transaction that delivered one of ``request_ids``, with its item count."""
+    client = ChainClient(stack.anvil.rpc_url, RELAYER_KEY)
+    router = client.contract("Router", stack.deployment.router)
+    logs = router.events.Fulfilled().get_logs(from_block=stack.deployment.deploy_block)
+    tx_hashes = {log["transactionHash"] for log in logs if bytes(log["args"]["requestId"]) in request_ids}
+    functions: dict[str, int] = {}
+    for tx_hash in tx_hashes:
+        func, _ = router.decode_function_input(client.w3.eth.get_transaction(tx_hash)["input"])
+        functions[func.fn_name] = functions.get(func.fn_name, 0) + 1
+    return functions
+
+
+def test_several_ready_results_go_out_under_one_enclave_signature(local: LocalStack, tmp_path: Path) -> None:
+    from teebridge.client import _result_from_calldata
+
+    ids = [request_echo(local, b"batch %d" % i) for i in range(4)]
+    relayer = relayer_for(local, tmp_path / "r.sqlite")
+    relayer.tick()
+    assert all(relayer.store.get(i).state == DELIVERED for i in ids)
+    assert _fulfilment_functions(local, ids) == {"fulfillBatchSigned": 1}
+    # the SDK finds each answer in the packed calldata
+    client = ChainClient(local.anvil.rpc_url, RELAYER_KEY)
+    router = client.contract("Router", local.deployment.router)
+    (log,) = [
+        e
+        for e in router.events.Fulfilled().get_logs(from_block=local.deployment.deploy_block)
+        if e["args"]["requestId"] == ids[2]
+    ]
+    calldata = bytes(client.w3.eth.get_transaction(log["transactionHash"])["input"])
+    assert _result_from_calldata(router, calldata, ids[2]).endswith(b"batch 2")
+    relayer.close()
+
+
+def test_a_bad_batch_signature_falls_back_to_per_item_signatures(local: LocalStack, tmp_path: Path) -> None:
+    ids = [request_echo(local, b"fallback %d" % i) for i in range(3)]
+    relayer = relayer_for(local, tmp_path / "r.sqlite")
+    relayer.submitter.batch_signer = lambda results: b"\x01" * 65  # a coprocessor answering nonsense
+    relayer.tick()
+    assert all(relayer.store.get(i).state == DELIVERED for i in ids)
+    assert _fulfilment_functions(local, ids) == {"fulfillBatch": 1}
+    relayer.close()

@@ -20,8 +20,15 @@ EIP712_DOMAIN_TYPE = "EIP712Domain(string name,string version,uint256 chainId,ad
 FULFILLMENT_TYPE = (
     "Fulfillment(bytes32 requestId,bytes32 commitment,uint8 status,bytes32 resultHash,bytes32 measurement)"
 )
+FULFILLMENT_BATCH_TYPE = "FulfillmentBatch(Fulfillment[] fulfillments)" + FULFILLMENT_TYPE
 EIP712_DOMAIN_TYPEHASH = keccak256(EIP712_DOMAIN_TYPE.encode())
 FULFILLMENT_TYPEHASH = keccak256(FULFILLMENT_TYPE.encode())
+FULFILLMENT_BATCH_TYPEHASH = keccak256(FULFILLMENT_BATCH_TYPE.encode())
+
+PACKED_ITEM_HEADER = 143
+"""Bytes before the result in one packed item of ``Router.fulfillBatchSigned`` (see :func:`pack_item`)."""
+MAX_PACKED_RESULT = 2**16 - 1
+"""The longest result a packed item can carry (its length field is two bytes)."""
 
 UINT32_MAX = 2**32 - 1
 UINT64_MAX = 2**64 - 1
@@ -219,3 +226,77 @@ class Fulfillment:
 def fulfillment_for(request: Request, status: int, result: bytes, measurement: bytes) -> Fulfillment:
     """The Fulfillment an enclave signs for ``request`` with this outcome."""
     return Fulfillment(request.request_id, request.commitment(), int(status), keccak256(result), measurement)
+
+
+def batch_struct_hash(fulfillments: list[Fulfillment] | tuple[Fulfillment, ...]) -> bytes:
+    """``hashStruct(FulfillmentBatch)``: the array member is the hash of the items' concatenated hashStructs."""
+    if not fulfillments:
+        raise ValueError("a batch has at least one fulfilment")
+    items_hash = keccak256(b"".join(f.struct_hash() for f in fulfillments))
+    return keccak256(FULFILLMENT_BATCH_TYPEHASH + items_hash)
+
+
+def batch_digest(fulfillments: list[Fulfillment] | tuple[Fulfillment, ...], domain: Domain) -> bytes:
+    """The EIP-712 digest an enclave signs for a batch (``Router.fulfillBatchSigned``), items in order."""
+    return keccak256(b"\x19\x01" + domain.separator() + batch_struct_hash(fulfillments))
+
+
+def pack_item(request: Request, status: int, result: bytes) -> bytes:
+    """One item of ``Router.fulfillBatchSigned``'s packed ``items`` (docs/protocol.md, section 6).
+
+    ``requestId (32) | requester (20) | jobId (32) | inputHash (32) | callbackGasLimit (4) | fee (12) |
+    expiry (8) | status (1) | result length (2) | result``.
+    """
+    if not 0 <= status <= 255:
+        raise ValueError("status is a uint8")
+    if len(result) > MAX_PACKED_RESULT:
+        raise ValueError(f"a packed item carries at most {MAX_PACKED_RESULT} result bytes, not {len(result)}")
+    return (
+        request.request_id
+        + address_bytes(request.requester)
+        + request.job_id
+        + request.input_hash
+        + request.callback_gas_limit.to_bytes(4, "big")
+        + request.fee.to_bytes(12, "big")
+        + request.expiry.to_bytes(8, "big")
+        + bytes([status])
+        + len(result).to_bytes(2, "big")
+        + result
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PackedItem:
+    """One decoded item of ``Router.fulfillBatchSigned``'s packed ``items``."""
+
+    request: Request
+    status: int
+    result: bytes
+
+
+def unpack_items(items: bytes) -> list[PackedItem]:
+    """Decode packed ``items`` (the inverse of :func:`pack_item`, concatenated); raises ValueError if malformed."""
+    out: list[PackedItem] = []
+    pos = 0
+    while pos < len(items):
+        head = items[pos : pos + PACKED_ITEM_HEADER]
+        if len(head) < PACKED_ITEM_HEADER:
+            raise ValueError(f"packed item at byte {pos} is truncated")
+        length = int.from_bytes(head[141:143], "big")
+        result = items[pos + PACKED_ITEM_HEADER : pos + PACKED_ITEM_HEADER + length]
+        if len(result) != length:
+            raise ValueError(f"packed item at byte {pos} is truncated")
+        request = Request(
+            request_id=head[0:32],
+            requester=to_checksum_address(head[32:52]),
+            job_id=head[52:84],
+            input_hash=head[84:116],
+            callback_gas_limit=int.from_bytes(head[116:120], "big"),
+            fee=int.from_bytes(head[120:132], "big"),
+            expiry=int.from_bytes(head[132:140], "big"),
+        )
+        out.append(PackedItem(request, head[140], result))
+        pos += PACKED_ITEM_HEADER + length
+    if not out:
+        raise ValueError("a batch has at least one item")
+    return out

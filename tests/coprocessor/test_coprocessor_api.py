@@ -26,7 +26,7 @@ from verifier.attestation import SIMULATED_WARNING, SimulatedQuote, report_data,
 from verifier.envelope import Binding, encrypt, key_id, plain
 from verifier.hashing import keccak256
 from verifier.hexutil import from_hex, to_hex
-from verifier.protocol import Domain, Request, Status, fulfillment_for, job_id
+from verifier.protocol import Domain, Fulfillment, Request, Status, batch_digest, fulfillment_for, job_id
 from verifier.signing import recover_signer
 from verifier.suites import Suite, parse_key_bundle
 
@@ -300,6 +300,53 @@ def test_execute_too_many_requests(client: httpx.Client) -> None:
     assert ok.status_code == 200 and len(ok.json()["fulfillments"]) == MAX_BATCH
     response = execute(client, *[request_json(ECHO, plain(b""), 40 + i) for i in range(MAX_BATCH + 1)])
     assert response.status_code == 413 and f"at most {MAX_BATCH}" in response.json()["error"]
+
+
+def _sign_batch(client: httpx.Client, fulfillments: list[dict[str, Any]]) -> httpx.Response:
+    keys = ("requestId", "commitment", "status", "resultHash", "measurement", "signature")
+    body = {"chainId": CHAIN_ID, "router": ROUTER, "fulfillments": [{k: f[k] for k in keys} for f in fulfillments]}
+    return client.post("/v1/sign-batch", json=body)
+
+
+def test_sign_batch_signs_only_its_own_fulfillments(client: httpx.Client) -> None:
+    sent = [request_json(ECHO, plain(b"b%d" % i), 60 + i) for i in range(3)]
+    docs = execute(client, *sent).json()["fulfillments"]
+    response = _sign_batch(client, docs)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    signer = client.get("/v1/health").json()["signer"]
+    assert answer["signer"] == signer and answer["measurement"] == to_hex(code_measurement())
+    fulfillments = [
+        Fulfillment(
+            from_hex(d["requestId"], 32),
+            from_hex(d["commitment"], 32),
+            d["status"],
+            from_hex(d["resultHash"], 32),
+            from_hex(d["measurement"], 32),
+        )
+        for d in docs
+    ]
+    digest = batch_digest(fulfillments, Domain(CHAIN_ID, ROUTER))
+    assert recover_signer(digest, from_hex(answer["signature"], 65)) == signer
+
+    # an item this enclave did not sign (here: its result hash changed) is refused, nothing is signed
+    forged = dict(docs[1], resultHash=to_hex(keccak256(b"something else")))
+    refused = _sign_batch(client, [docs[0], forged, docs[2]])
+    assert refused.status_code == 409 and "fulfillments[1]" in refused.json()["error"]
+    assert "signature" not in refused.json()
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"chainId": CHAIN_ID, "router": ROUTER, "fulfillments": []}, "non-empty"),
+        ({"chainId": CHAIN_ID, "router": ROUTER, "fulfillments": [{"requestId": "0x00"}]}, "is missing"),
+        ({"chainId": 0, "router": ROUTER, "fulfillments": [{}]}, "fulfillments[0] is missing"),
+    ],
+)
+def test_sign_batch_malformed(client: httpx.Client, body: dict[str, Any], message: str) -> None:
+    response = client.post("/v1/sign-batch", json=body)
+    assert response.status_code == 400 and message in response.json()["error"]
 
 
 def test_unknown_route_and_method_are_json_errors(client: httpx.Client) -> None:

@@ -1,0 +1,221 @@
+"""``Router.fulfillBatchSigned``: one enclave signature over a whole batch, each trust check shown rejecting."""
+
+from __future__ import annotations
+
+import pytest
+from eth_account.messages import encode_typed_data
+from web3.logs import DISCARD
+
+from teebridge.registration import approve_jobs
+from tests.helpers import ECHO_JOB, DevEnclave, Stack, assert_reverts_with, register, router_as, send_request
+from verifier.envelope import plain
+from verifier.hashing import keccak256
+from verifier.protocol import (
+    PACKED_ITEM_HEADER,
+    Domain,
+    Request,
+    batch_digest,
+    fulfillment_for,
+    pack_item,
+    unpack_items,
+)
+
+SKIP_NOT_PENDING, SKIP_MISMATCH, SKIP_EXPIRED, SKIP_UNAUTHORIZED = 1, 2, 3, 5
+OTHER_JOB = keccak256(b"other@1")
+
+
+def _send(stack: Stack, args: tuple[bytes, bytes, bytes, bytes]):
+    receipt = stack.relayer.send(router_as(stack, stack.relayer).functions.fulfillBatchSigned(*args))
+    delivered = [bytes(e["args"]["requestId"]) for e in stack.router.events.Fulfilled().process_receipt(receipt)]
+    skipped = {
+        bytes(e["args"]["requestId"]): e["args"]["reason"]
+        for e in stack.router.events.FulfillmentSkipped().process_receipt(receipt, errors=DISCARD)
+    }
+    return receipt, delivered, skipped
+
+
+def _requests(stack: Stack, n: int, **kw) -> list[Request]:
+    return [send_request(stack, plain(b"batch %d" % i), **kw)[0] for i in range(n)]
+
+
+def _pending(stack: Stack, request: Request) -> bool:
+    return stack.router.functions.commitments(request.request_id).call() == request.commitment()
+
+
+def test_one_signature_delivers_every_item_and_pays_the_fees_once(stack: Stack) -> None:
+    enclave = DevEnclave.random()
+    register(stack, enclave)
+    requests = _requests(stack, 4, fee=100)
+    answers = [(r, b"answer %d" % i, 0) for i, r in enumerate(requests)]
+    balance = stack.w3.eth.get_balance(stack.relayer.address)
+    receipt, delivered, skipped = _send(stack, enclave.sign_batch(answers, stack.domain))
+    assert delivered == [r.request_id for r in requests] and not skipped
+    for i, r in enumerate(requests):
+        assert stack.consumer.functions.answerOf(r.request_id).call() == [True, 0, b"answer %d" % i]
+        assert not _pending(stack, r)
+    events = stack.router.events.Fulfilled().process_receipt(receipt)
+    assert {e["args"]["signer"] for e in events} == {enclave.address}
+    spent = receipt["gasUsed"] * receipt["effectiveGasPrice"]
+    assert stack.w3.eth.get_balance(stack.relayer.address) == balance - spent + 400
+
+
+def test_batch_digest_is_standard_eip712(stack: Stack) -> None:
+    """An independent EIP-712 encoder (eth_account) and the Router agree with verifier.protocol."""
+    requests = _requests(stack, 3)
+    measurement = keccak256(b"m")
+    fulfillments = [fulfillment_for(r, i, b"r%d" % i, measurement) for i, r in enumerate(requests)]
+    items = b"".join(pack_item(r, i, b"r%d" % i) for i, r in enumerate(requests))
+    assert stack.router.functions.fulfillmentBatchDigest(items, measurement).call() == batch_digest(
+        fulfillments, stack.domain
+    )
+    typed = encode_typed_data(
+        full_message={
+            "types": {
+                "EIP712Domain": [
+                    {"name": "name", "type": "string"},
+                    {"name": "version", "type": "string"},
+                    {"name": "chainId", "type": "uint256"},
+                    {"name": "verifyingContract", "type": "address"},
+                ],
+                "FulfillmentBatch": [{"name": "fulfillments", "type": "Fulfillment[]"}],
+                "Fulfillment": [
+                    {"name": "requestId", "type": "bytes32"},
+                    {"name": "commitment", "type": "bytes32"},
+                    {"name": "status", "type": "uint8"},
+                    {"name": "resultHash", "type": "bytes32"},
+                    {"name": "measurement", "type": "bytes32"},
+                ],
+            },
+            "primaryType": "FulfillmentBatch",
+            "domain": {
+                "name": "teebridge",
+                "version": "1",
+                "chainId": stack.domain.chain_id,
+                "verifyingContract": stack.router.address,
+            },
+            "message": {
+                "fulfillments": [
+                    {
+                        "requestId": f.request_id,
+                        "commitment": f.commitment,
+                        "status": f.status,
+                        "resultHash": f.result_hash,
+                        "measurement": f.measurement,
+                    }
+                    for f in fulfillments
+                ]
+            },
+        }
+    )
+    assert keccak256(b"\x19" + typed.version + typed.header + typed.body) == batch_digest(fulfillments, stack.domain)
+    assert [p.request for p in unpack_items(items)] == requests
+
+
+@pytest.mark.parametrize("tamper", ["result", "status", "drop", "reorder", "other-chain", "unregistered"])
+def test_a_batch_the_enclave_did_not_sign_delivers_nothing(stack: Stack, tamper: str) -> None:
+    enclave = DevEnclave.random()
+    register(stack, enclave)
+    requests = _requests(stack, 3)
+    answers = [(r, b"ok", 0) for r in requests]
+    items, measurement, r, vs = enclave.sign_batch(answers, stack.domain)
+    if tamper == "result":
+        items = b"".join(pack_item(q, 0, b"ok" if i else b"no") for i, q in enumerate(requests))
+    elif tamper == "status":
+        items = b"".join(pack_item(q, 1 if i == 2 else 0, b"ok") for i, q in enumerate(requests))
+    elif tamper == "drop":
+        items = b"".join(pack_item(q, 0, b"ok") for q in requests[:2])
+    elif tamper == "reorder":
+        items = b"".join(pack_item(q, 0, b"ok") for q in reversed(requests))
+    elif tamper == "other-chain":
+        _, _, r, vs = enclave.sign_batch(answers, Domain(1, stack.router.address))
+    elif tamper == "unregistered":
+        _, _, r, vs = DevEnclave.random().sign_batch(answers, stack.domain)
+    # the signature recovers to some other address, which the registry does not know
+    _, delivered, skipped = _send(stack, (items, measurement, r, vs))
+    assert not delivered
+    assert set(skipped.values()) == {SKIP_UNAUTHORIZED}
+    assert all(_pending(stack, q) for q in requests)
+
+
+def test_replayed_batch_is_a_no_op(stack: Stack) -> None:
+    enclave = DevEnclave.random()
+    register(stack, enclave)
+    requests = _requests(stack, 2)
+    args = enclave.sign_batch([(r, b"once", 0) for r in requests], stack.domain)
+    _, delivered, _ = _send(stack, args)
+    assert len(delivered) == 2
+    _, delivered, skipped = _send(stack, args)
+    assert not delivered and skipped == {r.request_id: SKIP_NOT_PENDING for r in requests}
+
+
+def test_revoked_signer_delivers_nothing(stack: Stack) -> None:
+    enclave = DevEnclave.random()
+    register(stack, enclave)
+    requests = _requests(stack, 2)
+    registry = stack.gatekeeper.contract("EnclaveRegistry", stack.registry.address)
+    stack.gatekeeper.send(registry.functions.revokeSigner(enclave.address))
+    _, delivered, skipped = _send(stack, enclave.sign_batch([(r, b"x", 0) for r in requests], stack.domain))
+    assert not delivered and set(skipped.values()) == {SKIP_UNAUTHORIZED}
+
+
+def test_items_are_checked_one_by_one(stack: Stack) -> None:
+    """Expired, mismatched and unapproved-job items are skipped; the others in the same batch are delivered."""
+    enclave = DevEnclave.random()
+    register(stack, enclave)
+    approve_jobs(stack.owner, stack.registry.address, keccak256(b"another measurement"), (OTHER_JOB,))
+    ok_first, ok_last = _requests(stack, 2)
+    short, _ = send_request(stack, plain(b"short"), ttl=1)
+    other_job, _ = send_request(stack, plain(b"other"), job=OTHER_JOB)
+    lied_about, _ = send_request(stack, plain(b"lied"))
+    settled, _ = send_request(stack, plain(b"settled"))
+    _send(stack, enclave.sign_batch([(settled, b"first", 0)], stack.domain))
+    stack.w3.provider.make_request("evm_increaseTime", [5])
+    wrong_fields = Request(
+        lied_about.request_id,
+        lied_about.requester,
+        lied_about.job_id,
+        lied_about.input_hash,
+        lied_about.callback_gas_limit + 1,  # the enclave was told another gas limit than the Router stored
+        lied_about.fee,
+        lied_about.expiry,
+    )
+    answers = [(q, b"ok", 0) for q in (ok_first, short, other_job, wrong_fields, settled, ok_last)]
+    _, delivered, skipped = _send(stack, enclave.sign_batch(answers, stack.domain))
+    assert delivered == [ok_first.request_id, ok_last.request_id]
+    assert skipped == {
+        short.request_id: SKIP_EXPIRED,
+        other_job.request_id: SKIP_UNAUTHORIZED,
+        lied_about.request_id: SKIP_MISMATCH,
+        settled.request_id: SKIP_NOT_PENDING,
+    }
+    assert _pending(stack, other_job) and _pending(stack, lied_about)
+
+
+def test_malformed_and_malleable_batches_revert(stack: Stack) -> None:
+    enclave = DevEnclave.random()
+    register(stack, enclave)
+    (request,) = _requests(stack, 1)
+    items, measurement, r, vs = enclave.sign_batch([(request, b"ok", 0)], stack.domain)
+    router = router_as(stack, stack.relayer)
+    sender = stack.relayer.address
+    for bad in (b"", items[: PACKED_ITEM_HEADER - 1], items[:-1], items + b"\x00"):
+        call = router.functions.fulfillBatchSigned(bad, measurement, r, vs)
+        assert_reverts_with(call, sender, "MalformedBatch(uint256)")
+    # an s above n/2 is the malleable twin of a valid signature: refused before ecrecover
+    half_n = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
+    call = router.functions.fulfillBatchSigned(items, measurement, r, (half_n + 1).to_bytes(32, "big"))
+    assert_reverts_with(call, sender, "InvalidBatchSignature()")
+    assert _pending(stack, request)
+
+
+def test_packed_items_round_trip_with_empty_and_long_results(stack: Stack) -> None:
+    enclave = DevEnclave.random()
+    register(stack, enclave, jobs=(ECHO_JOB,))
+    requests = _requests(stack, 3, gas=300_000)
+    results = [b"", b"\xff" * 33, bytes(range(200))]
+    _, delivered, _ = _send(
+        stack, enclave.sign_batch([(q, x, 0) for q, x in zip(requests, results, strict=True)], stack.domain)
+    )
+    assert len(delivered) == 3
+    for q, x in zip(requests, results, strict=True):
+        assert stack.consumer.functions.answerOf(q.request_id).call() == [True, 0, x]
