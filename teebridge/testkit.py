@@ -54,7 +54,6 @@ class DevEnclave:
             f.request_id, f.commitment, f.status, result, f.measurement, self.address, sign_digest(self.key, digest)
         )
 
-
     def sign_batch(
         self, answers: Sequence[tuple[Request, bytes, int]], domain: Domain
     ) -> tuple[bytes, bytes, bytes, bytes]:

@@ -32,6 +32,9 @@ MAX_BATCH_10_PER_ITEM = 95_700
 #: included (measured 32,487; fulfillBatch with one signature per item: 41,652). Issue 6's target is 30,000.
 MAX_BATCH_SIGNED_50_TRIVIAL_PER_ITEM = 33_000
 
+#: TrivialConsumer.send -> Router.request with a 64-byte input (measured 59,894-59,906): issue 6's target.
+MAX_REQUEST_VIA_TRIVIAL_64B = 60_000
+
 INPUT_32 = plain(bytes(range(1, 32)))  # 0x00 tag + 31 non-zero bytes
 RESULT = eth_abi.encode(["uint16"], [712])  # a credit score, as the credit-score job answers
 
@@ -104,3 +107,14 @@ def test_fulfill_batch_signed_of_50_trivial_callbacks_gas_per_item(stack: Stack)
     assert trivial.functions.results(answers[49][0].request_id).call() == keccak256(bytes([49]))
     per_item = receipt["gasUsed"] / 50
     assert per_item <= MAX_BATCH_SIGNED_50_TRIVIAL_PER_ITEM, per_item
+
+
+def test_request_with_a_64_byte_input_via_a_consumer_is_under_60k(stack: Stack) -> None:
+    _warm(stack)
+    trivial, _ = stack.owner.deploy("TrivialConsumer", stack.router.address)
+    user_trivial = stack.user.contract("TrivialConsumer", trivial.address)
+    stack.user.send(user_trivial.functions.send(ECHO_JOB, plain(b"\x01" * 63), 100_000, 600))
+    for i in range(3):
+        payload = plain(keccak256(bytes([i])) + keccak256(bytes([i, 1]))[:31])  # 64 bytes, like ciphertext
+        receipt = stack.user.send(user_trivial.functions.send(ECHO_JOB, payload, 100_000, 600))
+        assert receipt["gasUsed"] < MAX_REQUEST_VIA_TRIVIAL_64B, receipt["gasUsed"]
