@@ -29,7 +29,7 @@ MAX_REPLAYED_FULFILL = 40_000
 MAX_BATCH_10_PER_ITEM = 95_700
 
 #: fulfillBatchSigned of 50 TrivialConsumer callbacks (one 32-byte store each), gasUsed / 50, callback
-#: included (measured 32,487; fulfillBatch with one signature per item: 41,652). Issue 6's target is 30,000.
+#: included (measured 32,501; fulfillBatch with one signature per item: 41,245). Issue 6's target is 30,000.
 MAX_BATCH_SIGNED_50_TRIVIAL_PER_ITEM = 33_000
 
 #: TrivialConsumer.send -> Router.request with a 64-byte input (measured 59,894-59,906): issue 6's target.
