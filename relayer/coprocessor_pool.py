@@ -9,6 +9,12 @@ as it is. When every member fails the call fails as retryable, and the relayer t
 The pool only spreads work: which enclave may answer which job is the chain's business. A result from an
 enclave the registry does not (or no longer) accept fails the relayer's simulation before any gas is spent
 and the request is retried, the next time on another member.
+
+Members come from configuration (``--coprocessor``: fixed for the process's life) and, with ``--discover``,
+from the registry (``relayer.discovery``: replaced as a whole by :meth:`CoprocessorPool.set_discovered`).
+A discovered member is pinned to the signer the registry lists for its endpoint: if it ever answers with
+results signed by another key, those results are not used, the call fails over, and the member is refused
+until the registry lists another signer for that endpoint.
 """
 
 from __future__ import annotations
@@ -31,39 +37,78 @@ MAX_COOLDOWN_SECONDS = 60.0
 T = TypeVar("T")
 
 
+CONFIGURED = "configured"
+DISCOVERED = "discovered"
+
+
 @dataclass
 class _Member:
     client: CoprocessorClient
+    origin: str = CONFIGURED
+    signer: str | None = None
+    """For a discovered member: the only signer whose results are accepted from it."""
     failures: int = 0
     down_until: float = 0.0
     in_flight: int = 0
+    removed: bool = False
 
 
 class CoprocessorPool:
     """Several coprocessors used as one; thread-safe."""
 
-    def __init__(self, urls: Sequence[str], *, clock: Callable[[], float] = time.monotonic) -> None:
-        if not urls:
-            raise ValueError("a coprocessor pool needs at least one URL (--coprocessor)")
+    def __init__(
+        self, urls: Sequence[str], *, discovery: bool = False, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if not urls and not discovery:
+            raise ValueError("a coprocessor pool needs at least one URL (--coprocessor) or discovery (--discover)")
         self._members = [_Member(CoprocessorClient(url)) for url in dict.fromkeys(urls)]
         self._clock = clock
         self._lock = threading.Lock()
         self._turn = 0
+        self._refused: set[tuple[str, str]] = set()
 
     @property
     def urls(self) -> list[str]:
         """The members' base URLs."""
-        return [m.client.base_url for m in self._members]
+        with self._lock:
+            return [m.client.base_url for m in self._members]
+
+    def set_discovered(self, endpoints: dict[str, str]) -> tuple[list[str], list[str]]:
+        """Make the discovered members exactly ``endpoints`` (base URL -> the signer the registry lists for it).
+
+        Configured members stay as they are (a URL configured and discovered is used once, unpinned); an
+        endpoint refused for answering with another key stays out while the registry lists the same signer.
+        Returns the URLs added and removed.
+        """
+        with self._lock:
+            current = {m.client.base_url: m for m in self._members if m.origin == DISCOVERED}
+            configured = {m.client.base_url for m in self._members if m.origin == CONFIGURED}
+            wanted = {
+                url: signer
+                for url, signer in endpoints.items()
+                if url not in configured and (url, signer) not in self._refused
+            }
+            removed = [url for url, m in current.items() if wanted.get(url) != m.signer]
+            added = [url for url, signer in wanted.items() if url not in current or url in removed]
+            keep = [m for m in self._members if not (m.origin == DISCOVERED and m.client.base_url in removed)]
+            for url in removed:
+                self._retire(current[url])
+            self._members = keep + [
+                _Member(CoprocessorClient(url), origin=DISCOVERED, signer=wanted[url]) for url in added
+            ]
+        return added, removed
 
     def execute(self, chain_id: int, router: str, requests: list[StoredRequest]) -> list[SignedResult]:
         """``POST /v1/execute`` on one member, failing over to the others (see the module docstring)."""
-        return self._call(lambda client: client.execute(chain_id, router, requests))
+        return self._call(lambda client: client.execute(chain_id, router, requests), check=self._pinned_signer)
 
     def forward(self, path: str, body: bytes) -> tuple[int, bytes]:
         """Forward a secret upload to the members in turn until one accepts it (each enclave only opens
         ciphertexts sealed to its own key); the last answer if none does."""
         answer = (502, b'{"error": "no coprocessor answered"}')
         for member in self._ordered():
+            if member.removed:
+                continue
             answer = member.client.forward(path, body)
             if answer[0] == 200:
                 return answer
@@ -74,12 +119,15 @@ class CoprocessorPool:
         return self._call(lambda client: client.health())
 
     def status(self) -> list[dict[str, Any]]:
-        """Per member: URL, consecutive failures, seconds until it is tried again, calls in flight."""
+        """Per member: URL, origin (configured or discovered), pinned signer, consecutive failures, seconds until
+        it is tried again, calls in flight."""
         now = self._clock()
         with self._lock:
             return [
                 {
                     "url": m.client.base_url,
+                    "origin": m.origin,
+                    "signer": m.signer,
                     "failures": m.failures,
                     "available_in_seconds": round(max(0.0, m.down_until - now), 3),
                     "in_flight": m.in_flight,
@@ -87,9 +135,16 @@ class CoprocessorPool:
                 for m in self._members
             ]
 
+    def counts(self) -> dict[str, int]:
+        """How many members came from each origin (``configured``, ``discovered``)."""
+        with self._lock:
+            return {origin: sum(1 for m in self._members if m.origin == origin) for origin in (CONFIGURED, DISCOVERED)}
+
     def close(self) -> None:
         """Close every member's connection pool."""
-        for member in self._members:
+        with self._lock:
+            members, self._members = self._members, []
+        for member in members:
             member.client.close()
 
     # ---------------------------------------------------------------- internals
@@ -105,13 +160,17 @@ class CoprocessorPool:
             resting = sorted((m for m in self._members if m.down_until > now), key=lambda m: m.down_until)
         return healthy + resting
 
-    def _call(self, action: Callable[[CoprocessorClient], T]) -> T:
+    def _call(self, action: Callable[[CoprocessorClient], T], check: Callable[[_Member, T], None] | None = None) -> T:
         failures: list[str] = []
         for member in self._ordered():
             with self._lock:
+                if member.removed:
+                    continue
                 member.in_flight += 1
             try:
                 result = action(member.client)
+                if check is not None:
+                    check(member, result)
             except CoprocessorError as exc:
                 if not exc.retryable:
                     raise
@@ -121,9 +180,44 @@ class CoprocessorPool:
             finally:
                 with self._lock:
                     member.in_flight -= 1
+                    if member.removed and member.in_flight == 0:
+                        member.client.close()
             self._succeeded(member)
             return result
+        if not failures:
+            raise CoprocessorError(
+                "no coprocessor in the pool: none configured (--coprocessor) and none discovered yet (--discover"
+                " keeps looking in the registry)",
+                retryable=True,
+            )
         raise CoprocessorError("every coprocessor failed: " + "; ".join(failures), retryable=True)
+
+    def _pinned_signer(self, member: _Member, results: list[SignedResult]) -> None:
+        """A discovered member must sign with the key the registry lists for its endpoint; else refuse it."""
+        if member.signer is None:
+            return
+        wrong = {r.signer for r in results if r.signer.lower() != member.signer.lower()}
+        if not wrong:
+            return
+        url = member.client.base_url
+        with self._lock:
+            self._refused.add((url, member.signer))
+            if member in self._members:
+                self._members.remove(member)
+                member.removed = True  # closed by _call once its last call returns
+        log.warning(
+            "removed discovered coprocessor %s: it signed with %s, but the registry lists %s for it",
+            url,
+            ", ".join(sorted(wrong)),
+            member.signer,
+        )
+        raise CoprocessorError(f"coprocessor {url} signed with another key than its registered one", retryable=True)
+
+    def _retire(self, member: _Member) -> None:
+        """Take ``member`` out (lock held); its client is closed now, or when its last call returns."""
+        member.removed = True
+        if member.in_flight == 0:
+            member.client.close()
 
     def _failed(self, member: _Member, reason: str) -> None:
         with self._lock:
