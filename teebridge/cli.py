@@ -422,6 +422,11 @@ def _gatekeeper_service(args: argparse.Namespace) -> GatekeeperService:
     from verifier.gatekeeper import Allowlist, combined_evaluator, dcap_evaluator
     from verifier.hexutil import from_hex
 
+    if args.public_url and len(args.public_url) != len(args.coprocessor):
+        raise ValueError(
+            f"{len(args.public_url)} --public-url for {len(args.coprocessor)} --coprocessor: give one public URL"
+            " per --coprocessor, in the same order, or none"
+        )
     key = os.environ.get("TEEBRIDGE_GATEKEEPER_KEY")
     if not key:
         raise RuntimeError("set TEEBRIDGE_GATEKEEPER_KEY to the gatekeeper account's private key")
@@ -452,11 +457,6 @@ def _gatekeeper_service(args: argparse.Namespace) -> GatekeeperService:
         hardware = dcap_evaluator(load_policy(args.policy), collateral_for, validity_seconds=args.validity)
     if allowlist is None and hardware is None:
         raise ValueError("nothing to accept: give --policy (TDX/SGX) and/or --allow-simulated with --measurement")
-    if args.public_url and len(args.public_url) != len(args.coprocessor):
-        raise ValueError(
-            f"{len(args.public_url)} --public-url for {len(args.coprocessor)} --coprocessor: give one public URL"
-            " per --coprocessor, in the same order, or none"
-        )
     return GatekeeperService(
         ChainClient(args.rpc_url, key),
         deployment.registry,

@@ -114,7 +114,7 @@ def test_a_relayer_with_only_discover_uses_enclaves_registered_during_the_run_an
             assert all(len(s) == 1 for s in signers.values())  # each exactly once
             assert {s[0] for s in signers.values()} == {local.registration.signer, signer}  # work reached both
 
-            # Revoked (between batches: see docs/relayer.md, "Discovery", for a revocation with work in flight).
+            # Revoked between batches (docs/relayer.md, "Discovery from the registry": revocation with work in flight)
             owner = ChainClient(local.anvil.rpc_url, OWNER_KEY)
             registry = owner.contract("EnclaveRegistry", local.deployment.registry)
             offset = relayer.log_path.stat().st_size

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 
 import pytest
 
@@ -117,3 +118,27 @@ def test_malformed_endpoints_are_refused(url: str) -> None:
 
 def test_an_endpoint_loses_its_trailing_slash() -> None:
     assert normalize_endpoint("https://enclave.example.org:8443/api/") == "https://enclave.example.org:8443/api"
+
+
+def test_the_relayer_needs_a_coprocessor_or_discovery(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from relayer.__main__ import main
+
+    monkeypatch.setenv("TEEBRIDGE_RELAYER_KEY", "0x" + "01" * 32)
+    with pytest.raises(SystemExit) as exit_:
+        main(["--rpc-url", "http://127.0.0.1:1", "--router", "0x" + "12" * 20, "--db", "x.sqlite"])
+    assert exit_.value.code == 2
+    assert "give at least one --coprocessor URL, or --discover" in capsys.readouterr().err
+
+
+def test_the_gatekeeper_wants_one_public_url_per_coprocessor(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from teebridge.cli import main
+
+    args = ["gatekeeper", "register", "--rpc-url", "http://127.0.0.1:1", "--deployment", str(tmp_path / "d.json")]
+    args += ["--allow-simulated", "--measurement", "0x" + "00" * 32, "--coprocessor", "http://a", "--coprocessor"]
+    args += ["http://b", "--public-url", "https://a.example.org"]
+    assert main(args) != 0
+    assert "1 --public-url for 2 --coprocessor" in capsys.readouterr().err
