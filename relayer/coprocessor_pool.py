@@ -66,6 +66,7 @@ class CoprocessorPool:
         self._lock = threading.Lock()
         self._turn = 0
         self._refused: set[tuple[str, str]] = set()
+        self._retired: list[_Member] = []
 
     @property
     def urls(self) -> list[str]:
@@ -81,6 +82,11 @@ class CoprocessorPool:
         Returns the URLs added and removed.
         """
         with self._lock:
+            # out for a whole refresh interval and idle: nothing can still be using them
+            idle = [m for m in self._retired if m.in_flight == 0]
+            self._retired = [m for m in self._retired if m.in_flight]
+            for member in idle:
+                member.client.close()
             current = {m.client.base_url: m for m in self._members if m.origin == DISCOVERED}
             configured = {m.client.base_url for m in self._members if m.origin == CONFIGURED}
             wanted = {
@@ -143,7 +149,7 @@ class CoprocessorPool:
     def close(self) -> None:
         """Close every member's connection pool."""
         with self._lock:
-            members, self._members = self._members, []
+            members, self._members, self._retired = self._members + self._retired, [], []
         for member in members:
             member.client.close()
 
@@ -180,8 +186,6 @@ class CoprocessorPool:
             finally:
                 with self._lock:
                     member.in_flight -= 1
-                    if member.removed and member.in_flight == 0:
-                        member.client.close()
             self._succeeded(member)
             return result
         if not failures:
@@ -204,7 +208,7 @@ class CoprocessorPool:
             self._refused.add((url, member.signer))
             if member in self._members:
                 self._members.remove(member)
-                member.removed = True  # closed by _call once its last call returns
+                self._retire(member)
         log.warning(
             "removed discovered coprocessor %s: it signed with %s, but the registry lists %s for it",
             url,
@@ -214,10 +218,10 @@ class CoprocessorPool:
         raise CoprocessorError(f"coprocessor {url} signed with another key than its registered one", retryable=True)
 
     def _retire(self, member: _Member) -> None:
-        """Take ``member`` out (lock held); its client is closed now, or when its last call returns."""
+        """Mark ``member`` out (lock held). Its client stays open until the next :meth:`set_discovered` finds it
+        idle (or :meth:`close`): a call that picked it just before may still be using it."""
         member.removed = True
-        if member.in_flight == 0:
-            member.client.close()
+        self._retired.append(member)
 
     def _failed(self, member: _Member, reason: str) -> None:
         with self._lock:
