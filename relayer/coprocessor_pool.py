@@ -155,11 +155,16 @@ class CoprocessorPool:
 
     # ---------------------------------------------------------------- internals
 
-    def _ordered(self) -> list[_Member]:
-        """Healthy members (fewest in flight first, ties round-robin), then the resting ones (soonest back first)."""
+    def _ordered(self, *, take_turn: bool = False) -> list[_Member]:
+        """Healthy members (fewest in flight first, ties round-robin), then the resting ones (soonest back first).
+
+        Only load-balanced calls (``take_turn``) move the round-robin on: a lookup that merely walks the members
+        (a secret upload, a batch signature) must not, or two members would see every other call only.
+        """
         now = self._clock()
         with self._lock:
-            self._turn += 1
+            if take_turn:
+                self._turn += 1
             up = [m for m in self._members if m.down_until <= now]
             start = self._turn % len(up) if up else 0
             healthy = sorted(up[start:] + up[:start], key=lambda m: m.in_flight)  # stable: round-robin on ties
@@ -168,7 +173,7 @@ class CoprocessorPool:
 
     def _call(self, action: Callable[[CoprocessorClient], T], check: Callable[[_Member, T], None] | None = None) -> T:
         failures: list[str] = []
-        for member in self._ordered():
+        for member in self._ordered(take_turn=True):
             with self._lock:
                 if member.removed:
                     continue
