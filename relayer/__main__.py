@@ -51,8 +51,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--coprocessor",
         action="append",
-        required=True,
+        default=[],
         help="coprocessor base URL, e.g. http://127.0.0.1:8000; repeat it for a pool (load balancing, failover)",
+    )
+    parser.add_argument(
+        "--discover",
+        action="store_true",
+        help="also use every coprocessor whose endpoint the registry lists for a live signer, once the enclave"
+        " there proves to hold that signer's key (refreshed every --discover-interval; reads logs from"
+        " --start-block)",
+    )
+    parser.add_argument(
+        "--discover-interval", type=float, default=30.0, help="seconds between two reads of the registry's endpoints"
     )
     parser.add_argument(
         "--db",
@@ -94,6 +104,10 @@ def main(argv: list[str] | None = None) -> None:
     db = args.db or os.environ.get(DB_ENV)
     if not db:
         parser.error(f"give --db (a SQLite file or a postgresql:// URL) or set {DB_ENV}")
+    if not args.coprocessor and not args.discover:
+        parser.error("give at least one --coprocessor URL, or --discover to find them in the registry, or both")
+    if args.discover_interval <= 0:
+        parser.error("--discover-interval must be positive")
     if args.lease_seconds <= 0:
         parser.error("--lease-seconds must be positive")
     if not 0 <= args.metrics_port <= 65535:
@@ -126,6 +140,8 @@ def main(argv: list[str] | None = None) -> None:
         priority_fee_wei=None if args.priority_fee_gwei is None else int(args.priority_fee_gwei * GWEI),
         max_fee_wei=int(args.max_fee_gwei * GWEI) or None,
         replace_after=args.replace_after,
+        discover=args.discover,
+        discover_interval=args.discover_interval,
     )
     deadline = time.monotonic() + START_PATIENCE
     while True:

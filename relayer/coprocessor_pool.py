@@ -9,6 +9,12 @@ as it is. When every member fails the call fails as retryable, and the relayer t
 The pool only spreads work: which enclave may answer which job is the chain's business. A result from an
 enclave the registry does not (or no longer) accept fails the relayer's simulation before any gas is spent
 and the request is retried, the next time on another member.
+
+Members come from configuration (``--coprocessor``: fixed for the process's life) and, with ``--discover``,
+from the registry (``relayer.discovery``: replaced as a whole by :meth:`CoprocessorPool.set_discovered`).
+A discovered member is pinned to the signer the registry lists for its endpoint: if it ever answers with
+results signed by another key, those results are not used, the call fails over, and the member is refused
+until the registry lists another signer for that endpoint.
 """
 
 from __future__ import annotations
@@ -31,33 +37,76 @@ MAX_COOLDOWN_SECONDS = 60.0
 T = TypeVar("T")
 
 
+CONFIGURED = "configured"
+DISCOVERED = "discovered"
+
+
 @dataclass
 class _Member:
     client: CoprocessorClient
+    origin: str = CONFIGURED
+    signer: str | None = None
+    """For a discovered member: the only signer whose results are accepted from it."""
     failures: int = 0
     down_until: float = 0.0
     in_flight: int = 0
+    removed: bool = False
 
 
 class CoprocessorPool:
     """Several coprocessors used as one; thread-safe."""
 
-    def __init__(self, urls: Sequence[str], *, clock: Callable[[], float] = time.monotonic) -> None:
-        if not urls:
-            raise ValueError("a coprocessor pool needs at least one URL (--coprocessor)")
+    def __init__(
+        self, urls: Sequence[str], *, discovery: bool = False, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if not urls and not discovery:
+            raise ValueError("a coprocessor pool needs at least one URL (--coprocessor) or discovery (--discover)")
         self._members = [_Member(CoprocessorClient(url)) for url in dict.fromkeys(urls)]
         self._clock = clock
         self._lock = threading.Lock()
         self._turn = 0
+        self._refused: set[tuple[str, str]] = set()
+        self._retired: list[_Member] = []
 
     @property
     def urls(self) -> list[str]:
         """The members' base URLs."""
-        return [m.client.base_url for m in self._members]
+        with self._lock:
+            return [m.client.base_url for m in self._members]
+
+    def set_discovered(self, endpoints: dict[str, str]) -> tuple[list[str], list[str]]:
+        """Make the discovered members exactly ``endpoints`` (base URL -> the signer the registry lists for it).
+
+        Configured members stay as they are (a URL configured and discovered is used once, unpinned); an
+        endpoint refused for answering with another key stays out while the registry lists the same signer.
+        Returns the URLs added and removed.
+        """
+        with self._lock:
+            # out for a whole refresh interval and idle: nothing can still be using them
+            idle = [m for m in self._retired if m.in_flight == 0]
+            self._retired = [m for m in self._retired if m.in_flight]
+            for member in idle:
+                member.client.close()
+            current = {m.client.base_url: m for m in self._members if m.origin == DISCOVERED}
+            configured = {m.client.base_url for m in self._members if m.origin == CONFIGURED}
+            wanted = {
+                url: signer
+                for url, signer in endpoints.items()
+                if url not in configured and (url, signer) not in self._refused
+            }
+            removed = [url for url, m in current.items() if wanted.get(url) != m.signer]
+            added = [url for url, signer in wanted.items() if url not in current or url in removed]
+            keep = [m for m in self._members if not (m.origin == DISCOVERED and m.client.base_url in removed)]
+            for url in removed:
+                self._retire(current[url])
+            self._members = keep + [
+                _Member(CoprocessorClient(url), origin=DISCOVERED, signer=wanted[url]) for url in added
+            ]
+        return added, removed
 
     def execute(self, chain_id: int, router: str, requests: list[StoredRequest]) -> list[SignedResult]:
         """``POST /v1/execute`` on one member, failing over to the others (see the module docstring)."""
-        return self._call(lambda client: client.execute(chain_id, router, requests))
+        return self._call(lambda client: client.execute(chain_id, router, requests), check=self._pinned_signer)
 
     def sign_batch(self, chain_id: int, router: str, results: list[SignedResult]) -> bytes | None:
         """One batch signature over ``results`` from the member whose key signed them; None if none can.
@@ -77,6 +126,8 @@ class CoprocessorPool:
         ciphertexts sealed to its own key); the last answer if none does."""
         answer = (502, b'{"error": "no coprocessor answered"}')
         for member in self._ordered():
+            if member.removed:
+                continue
             answer = member.client.forward(path, body)
             if answer[0] == 200:
                 return answer
@@ -87,12 +138,15 @@ class CoprocessorPool:
         return self._call(lambda client: client.health())
 
     def status(self) -> list[dict[str, Any]]:
-        """Per member: URL, consecutive failures, seconds until it is tried again, calls in flight."""
+        """Per member: URL, origin (configured or discovered), pinned signer, consecutive failures, seconds until
+        it is tried again, calls in flight."""
         now = self._clock()
         with self._lock:
             return [
                 {
                     "url": m.client.base_url,
+                    "origin": m.origin,
+                    "signer": m.signer,
                     "failures": m.failures,
                     "available_in_seconds": round(max(0.0, m.down_until - now), 3),
                     "in_flight": m.in_flight,
@@ -100,31 +154,47 @@ class CoprocessorPool:
                 for m in self._members
             ]
 
+    def counts(self) -> dict[str, int]:
+        """How many members came from each origin (``configured``, ``discovered``)."""
+        with self._lock:
+            return {origin: sum(1 for m in self._members if m.origin == origin) for origin in (CONFIGURED, DISCOVERED)}
+
     def close(self) -> None:
         """Close every member's connection pool."""
-        for member in self._members:
+        with self._lock:
+            members, self._members, self._retired = self._members + self._retired, [], []
+        for member in members:
             member.client.close()
 
     # ---------------------------------------------------------------- internals
 
-    def _ordered(self) -> list[_Member]:
-        """Healthy members (fewest in flight first, ties round-robin), then the resting ones (soonest back first)."""
+    def _ordered(self, *, take_turn: bool = False) -> list[_Member]:
+        """Healthy members (fewest in flight first, ties round-robin), then the resting ones (soonest back first).
+
+        Only load-balanced calls (``take_turn``) move the round-robin on: a lookup that merely walks the members
+        (a secret upload, a batch signature) must not, or two members would see every other call only.
+        """
         now = self._clock()
         with self._lock:
-            self._turn += 1
+            if take_turn:
+                self._turn += 1
             up = [m for m in self._members if m.down_until <= now]
             start = self._turn % len(up) if up else 0
             healthy = sorted(up[start:] + up[:start], key=lambda m: m.in_flight)  # stable: round-robin on ties
             resting = sorted((m for m in self._members if m.down_until > now), key=lambda m: m.down_until)
         return healthy + resting
 
-    def _call(self, action: Callable[[CoprocessorClient], T]) -> T:
+    def _call(self, action: Callable[[CoprocessorClient], T], check: Callable[[_Member, T], None] | None = None) -> T:
         failures: list[str] = []
-        for member in self._ordered():
+        for member in self._ordered(take_turn=True):
             with self._lock:
+                if member.removed:
+                    continue
                 member.in_flight += 1
             try:
                 result = action(member.client)
+                if check is not None:
+                    check(member, result)
             except CoprocessorError as exc:
                 if not exc.retryable:
                     raise
@@ -136,7 +206,40 @@ class CoprocessorPool:
                     member.in_flight -= 1
             self._succeeded(member)
             return result
+        if not failures:
+            raise CoprocessorError(
+                "no coprocessor in the pool: none configured (--coprocessor) and none discovered yet (--discover"
+                " keeps looking in the registry)",
+                retryable=True,
+            )
         raise CoprocessorError("every coprocessor failed: " + "; ".join(failures), retryable=True)
+
+    def _pinned_signer(self, member: _Member, results: list[SignedResult]) -> None:
+        """A discovered member must sign with the key the registry lists for its endpoint; else refuse it."""
+        if member.signer is None:
+            return
+        wrong = {r.signer for r in results if r.signer.lower() != member.signer.lower()}
+        if not wrong:
+            return
+        url = member.client.base_url
+        with self._lock:
+            self._refused.add((url, member.signer))
+            if member in self._members:
+                self._members.remove(member)
+                self._retire(member)
+        log.warning(
+            "removed discovered coprocessor %s: it signed with %s, but the registry lists %s for it",
+            url,
+            ", ".join(sorted(wrong)),
+            member.signer,
+        )
+        raise CoprocessorError(f"coprocessor {url} signed with another key than its registered one", retryable=True)
+
+    def _retire(self, member: _Member) -> None:
+        """Mark ``member`` out (lock held). Its client stays open until the next :meth:`set_discovered` finds it
+        idle (or :meth:`close`): a call that picked it just before may still be using it."""
+        member.removed = True
+        self._retired.append(member)
 
     def _failed(self, member: _Member, reason: str) -> None:
         with self._lock:

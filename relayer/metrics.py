@@ -221,6 +221,16 @@ class RelayerMetrics:
             ["outcome"],
         )
         self.coprocessor_up = Gauge(r, p + "coprocessor_up", "1 if the coprocessor answered its last health probe.")
+        self.pool_members = Gauge(r, p + "coprocessor_pool_members", "Coprocessors in the pool, by origin.", ["origin"])
+        self.discovery_changes = Counter(
+            r,
+            p + "coprocessor_discovery_changes_total",
+            "Discovered coprocessors added to or removed from the pool.",
+            ["change"],
+        )
+        self.discovery_refused = Gauge(
+            r, p + "coprocessor_discovery_refused", "Endpoints of live signers left out (wrong key, unreachable)."
+        )
 
     def render(self) -> str:
         """The exposition served on ``/metrics``."""

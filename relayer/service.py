@@ -18,6 +18,7 @@ from web3.logs import DISCARD
 from relayer.chain import ChainClient
 from relayer.coprocessor_client import CoprocessorError
 from relayer.coprocessor_pool import CoprocessorPool
+from relayer.discovery import DiscoveryReport, RegistryDiscovery
 from relayer.health import HealthServer
 from relayer.metrics import RelayerMetrics
 from relayer.revert_reasons import describe_revert
@@ -65,7 +66,8 @@ class RelayerConfig:
     private_key: str
     router: str
     coprocessor_url: str
-    """One coprocessor base URL, or several separated by commas: a pool (``relayer.coprocessor_pool``)."""
+    """One coprocessor base URL, or several separated by commas: a pool (``relayer.coprocessor_pool``).
+    May be empty with ``discover``."""
     db_path: Path | str
     """The state: a SQLite file (one relayer) or a ``postgresql://`` URL (several relayers sharing it)."""
     start_block: int = 0
@@ -98,6 +100,10 @@ class RelayerConfig:
     """Fee ceiling: no transaction offers a ``maxFeePerGas`` above this (None: no ceiling)."""
     replace_after: float = 30.0
     """Seconds before an unmined transaction is replaced with fees bumped by 12.5 % (0: never)."""
+    discover: bool = False
+    """Also use the coprocessors whose endpoints the registry lists for live signers (``relayer.discovery``)."""
+    discover_interval: float = 30.0
+    """Seconds between two reads of the registry's endpoints."""
 
     @property
     def rpc_urls(self) -> tuple[str, ...]:
@@ -171,7 +177,16 @@ class Relayer:
         self.confirmations = (
             default_confirmations(self.chain_id) if config.confirmations is None else config.confirmations
         )
-        self.coprocessor = CoprocessorPool([u.strip() for u in config.coprocessor_url.split(",") if u.strip()])
+        self.coprocessor = CoprocessorPool(
+            [u.strip() for u in config.coprocessor_url.split(",") if u.strip()], discovery=config.discover
+        )
+        self.discovery: RegistryDiscovery | None = None
+        self._last_discovery: DiscoveryReport | None = None
+        self._next_discovery = 0.0
+        if config.discover:
+            registry = self.chain.contract("EnclaveRegistry", self.router.functions.registry().call())
+            self.discovery = RegistryDiscovery(registry, start_block=config.start_block)
+        self._count_members()
         self.watcher = Watcher(
             self.chain.w3,
             self.router,
@@ -221,6 +236,7 @@ class Relayer:
         report = TickReport()
         stages = {
             "lease": self._renew_leases,
+            "discover": self._discover,
             "reconcile": self._reconcile,
             "watch": self._watch,
             "execute": self._execute,
@@ -254,6 +270,29 @@ class Relayer:
 
     def _reconcile(self, report: TickReport) -> None:
         self.submitter.reconcile()
+
+    def _discover(self, report: TickReport) -> None:
+        """Every ``discover_interval`` seconds: make the pool's discovered members the registry's live endpoints."""
+        if self.discovery is None or time.monotonic() < self._next_discovery:
+            return
+        self._next_discovery = time.monotonic() + self.config.discover_interval
+        found = self.discovery.refresh()
+        added, removed = self.coprocessor.set_discovered(found.endpoints)
+        for url in added:
+            log.info("discovered coprocessor %s (signer %s) added to the pool", url, found.endpoints[url])
+        for url in removed:
+            why = "now signer " + found.endpoints[url] if url in found.endpoints else "no live signer lists it now"
+            log.info("discovered coprocessor %s removed from the pool (%s)", url, why)
+        self.metrics.discovery_changes.inc(len(added), change="added")
+        self.metrics.discovery_changes.inc(len(removed), change="removed")
+        self.metrics.discovery_refused.set(len(found.refused))
+        self._count_members()
+        with self._health_lock:
+            self._last_discovery = found
+
+    def _count_members(self) -> None:
+        for origin, count in self.coprocessor.counts().items():
+            self.metrics.pool_members.set(count, origin=origin)
 
     def _watch(self, report: TickReport) -> None:
         report.seen = self.watcher.poll()
@@ -523,6 +562,7 @@ class Relayer:
         with self._health_lock:
             last_ok, errors = self._last_tick_ok, list(self._last_errors)
             counts, balance, up = dict(self._counts), self._balance, self._coprocessor_up
+            found = self._last_discovery
         age = None if last_ok is None else max(0.0, time.time() - last_ok)
         problems = []
         if age is None:
@@ -547,15 +587,26 @@ class Relayer:
             "coprocessor": self.config.coprocessor_url,
             "coprocessor_reachable": up,
             "coprocessors": self.coprocessor.status(),
+            "discovery": None
+            if self.discovery is None
+            else {
+                "registry": self.discovery.registry.address,
+                "interval_seconds": self.config.discover_interval,
+                "block": found.block if found else None,
+                "candidates": found.candidates if found else None,
+                "endpoints": found.endpoints if found else {},
+                "refused": found.refused if found else {},
+            },
             "store": self.store.location,
             "auto_cancel": self.config.auto_cancel,
         }
 
     def run_forever(self, stop: threading.Event | None = None) -> None:
         """Run :meth:`tick` every ``poll_interval`` seconds until SIGTERM/SIGINT (or ``stop`` is set)."""
-        log.info(
-            "relaying router %s on chain %d to %s", self.router.address, self.chain_id, self.config.coprocessor_url
-        )
+        targets = self.config.coprocessor_url or "no configured coprocessor"
+        if self.discovery is not None:
+            targets += f", plus those discovered in registry {self.discovery.registry.address}"
+        log.info("relaying router %s on chain %d to %s", self.router.address, self.chain_id, targets)
         if self.config.metrics_port:
             self.serve_health()
         run_every(self.config.poll_interval, self.tick, stop)

@@ -84,6 +84,13 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--rpc-url", required=True)
         p.add_argument("--deployment", type=Path, required=True, help="deployments/<network>.json")
         p.add_argument("--coprocessor", action="append", required=True, help="coprocessor base URL; repeatable")
+        p.add_argument(
+            "--public-url",
+            action="append",
+            default=[],
+            help="the URL relayers should use for the --coprocessor in the same position, recorded in the registry"
+            " with its signer (for `relayer --discover`); give one per --coprocessor, or none",
+        )
         p.add_argument("--measurement", action="append", default=[], help="allowed measurement (hex); repeatable")
         p.add_argument("--allow-simulated", action="store_true", help="accept simulated attestation (31337 only)")
         p.add_argument("--policy", type=Path, help="attestation policy (TOML/JSON) for TDX/SGX enclaves")
@@ -415,6 +422,11 @@ def _gatekeeper_service(args: argparse.Namespace) -> GatekeeperService:
     from verifier.gatekeeper import Allowlist, combined_evaluator, dcap_evaluator
     from verifier.hexutil import from_hex
 
+    if args.public_url and len(args.public_url) != len(args.coprocessor):
+        raise ValueError(
+            f"{len(args.public_url)} --public-url for {len(args.coprocessor)} --coprocessor: give one public URL"
+            " per --coprocessor, in the same order, or none"
+        )
     key = os.environ.get("TEEBRIDGE_GATEKEEPER_KEY")
     if not key:
         raise RuntimeError("set TEEBRIDGE_GATEKEEPER_KEY to the gatekeeper account's private key")
@@ -452,6 +464,7 @@ def _gatekeeper_service(args: argparse.Namespace) -> GatekeeperService:
         combined_evaluator(allowlist=allowlist, hardware=hardware),
         renew_margin=args.renew_margin,
         check_interval=args.interval,
+        endpoints=dict(zip(args.coprocessor, args.public_url, strict=False)),
     )
 
 

@@ -9,6 +9,12 @@ For each coprocessor, every ``check_interval`` seconds (apscheduler):
   policy, forged quote, wrong binding) and the signer is live, revoke it at once;
 - if the enclave merely cannot be verified now (unreachable, stale collateral), do nothing: it is not
   renewed and lapses at its expiry unless verification recovers first.
+
+When the operator gave the coprocessor's public URL (``endpoints``, ``--public-url``), registration records
+it in the registry too (``registerSignerWithEndpoint``), and a check of a live signer whose recorded URL
+differs sets it (``setSignerEndpoint``). Relayers started with ``--discover`` find the enclave there. The URL
+is advisory: relayers verify that the enclave answering at it holds the signer's key, and the Router checks
+every signature on chain whatever URL it came from.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Any
 import httpx
 
 from relayer.chain import ChainClient
+from relayer.discovery import normalize_endpoint
 from relayer.schedule import run_every
 from verifier.attestation import AttestationError
 from verifier.gatekeeper import Registration, fetch_attestation
@@ -53,6 +60,8 @@ class CheckResult:
     signer: str | None = None
     expiry: int | None = None
     reason: str = ""
+    endpoint: str | None = None
+    """The public URL recorded in the registry by this check, if it recorded one."""
 
 
 @dataclass(frozen=True)
@@ -87,11 +96,19 @@ class GatekeeperService:
     evaluate: Evaluator
     renew_margin: int = 24 * 3600
     check_interval: float = 300.0
+    endpoints: dict[str, str] = field(default_factory=dict)
+    """Coprocessor URL (as in ``coprocessors``) -> the public URL relayers should use for it (recorded in the
+    registry at registration; none recorded for a coprocessor not listed here)."""
     _chain_id: int = field(init=False)
 
     def __post_init__(self) -> None:
         self._chain_id = self.gatekeeper.chain_id
         self.registry = self.gatekeeper.contract("EnclaveRegistry", self.registry_address)
+        for url, public in list(self.endpoints.items()):
+            try:
+                self.endpoints[url] = normalize_endpoint(public)
+            except ValueError as exc:
+                raise ValueError(f"public URL of {url}: {exc}; give an http(s) base URL relayers can reach") from exc
 
     def check(self, coprocessor_url: str) -> CheckResult:
         """Re-attest one coprocessor and act on the result."""
@@ -116,12 +133,25 @@ class GatekeeperService:
         if revoked:
             reason = "signer was revoked; the enclave needs a new key"
             return CheckResult(coprocessor_url, Outcome.REFUSED, signer, reason=reason)
+        endpoint = self.endpoints.get(coprocessor_url)
         if live and expiry - now > self.renew_margin:
-            return CheckResult(coprocessor_url, Outcome.FRESH, signer, expiry)
-        self._register(registration)
+            published = None
+            if endpoint is not None and self.registry.functions.signerEndpoint(signer).call() != endpoint:
+                self.gatekeeper.send(self.registry.functions.setSignerEndpoint(signer, endpoint))
+                log.info("published endpoint %s for %s", endpoint, signer)
+                published = endpoint
+            return CheckResult(coprocessor_url, Outcome.FRESH, signer, expiry, endpoint=published)
+        self._register(registration, endpoint)
         outcome = Outcome.RENEWED if expiry else Outcome.REGISTERED
-        log.info("%s %s (%s) until %d", outcome.value, signer, coprocessor_url, registration.expiry)
-        return CheckResult(coprocessor_url, outcome, signer, registration.expiry)
+        log.info(
+            "%s %s (%s) until %d%s",
+            outcome.value,
+            signer,
+            coprocessor_url,
+            registration.expiry,
+            f", endpoint {endpoint}" if endpoint else "",
+        )
+        return CheckResult(coprocessor_url, outcome, signer, registration.expiry, endpoint=endpoint)
 
     def rotate(self, coprocessor_url: str, timeout: float = 30.0) -> Rotation:
         """Rotate a coprocessor's keys (docs/confidentiality.md, "Key rotation").
@@ -139,7 +169,7 @@ class GatekeeperService:
         doc = fetch_attestation(coprocessor_url, self._chain_id, self.registry_address, keys="pending")
         now = self.gatekeeper.w3.eth.get_block("latest")["timestamp"]
         registration = self.evaluate(doc, self._chain_id, self.registry_address, now)
-        self._register(registration)
+        self._register(registration, self.endpoints.get(coprocessor_url))
         _post(f"{base}/v1/keys/activate", {"signer": registration.signer, "retireAt": int(old_expiry)}, timeout)
         log.info(
             "rotated %s: %s -> %s; old HPKE keys kept until %d",
@@ -150,16 +180,18 @@ class GatekeeperService:
         )
         return Rotation(coprocessor_url, old_signer, registration.signer, registration.expiry, int(old_expiry))
 
-    def _register(self, registration: Registration) -> None:
-        self.gatekeeper.send(
-            self.registry.functions.registerSigner(
-                registration.signer,
-                registration.measurement,
-                registration.expiry,
-                registration.simulated,
-                registration.hpke_keys,
-            )
+    def _register(self, registration: Registration, endpoint: str | None = None) -> None:
+        args = (
+            registration.signer,
+            registration.measurement,
+            registration.expiry,
+            registration.simulated,
+            registration.hpke_keys,
         )
+        if endpoint is None:
+            self.gatekeeper.send(self.registry.functions.registerSigner(*args))
+        else:
+            self.gatekeeper.send(self.registry.functions.registerSignerWithEndpoint(*args, endpoint))
 
     def registry_view(self, signer: str | None) -> Registration:
         """What the registry records for ``signer`` now."""

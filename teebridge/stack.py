@@ -114,7 +114,11 @@ class LocalStack:
         self.progress("gatekeeper: verifying the coprocessor's attestation and registering its signer")
         allowlist = Allowlist(frozenset({measurement}), allow_simulated=True)
         self.gatekeeper = GatekeeperService(
-            gatekeeper, self.deployment.registry, [self.coprocessor_url], simulated_evaluator(allowlist)
+            gatekeeper,
+            self.deployment.registry,
+            [self.coprocessor_url],
+            simulated_evaluator(allowlist),
+            endpoints={self.coprocessor_url: self.coprocessor_url},  # relayers with --discover find it
         )
         result = self.gatekeeper.check(self.coprocessor_url)
         if result.outcome is not Outcome.REGISTERED:
@@ -140,10 +144,13 @@ class LocalStack:
         name: str = "relayer",
         extra_args: tuple[str, ...] = (),
         rpc_urls: tuple[str, ...] = (),
+        coprocessors: tuple[str, ...] | None = None,
     ) -> Child:
         """Start (or restart) a relayer process with its state in ``workdir/db_name`` (or ``db``, e.g. a
         ``postgresql://`` URL shared by several relayers), paying from ``key``, logging to ``workdir/name.log``;
-        reading the chain through ``rpc_urls`` (with failover, in this order) instead of anvil's URL if given.
+        reading the chain through ``rpc_urls`` (with failover, in this order) instead of anvil's URL if given;
+        sending work to ``coprocessors`` (default: the stack's one; ``()`` with ``--discover`` in ``extra_args``
+        for a relayer that finds them in the registry).
         """
         assert self.workdir is not None
         if not self.relayer_url:
@@ -155,8 +162,11 @@ class LocalStack:
                 *(arg for url in rpc_urls or (self.anvil.rpc_url,) for arg in ("--rpc-url", url)),
                 "--router",
                 self.deployment.router,
-                "--coprocessor",
-                self.coprocessor_url,
+                *(
+                    arg
+                    for url in ((self.coprocessor_url,) if coprocessors is None else coprocessors)
+                    for arg in ("--coprocessor", url)
+                ),
                 "--db",
                 db or str(self.workdir / db_name),
                 "--start-block",

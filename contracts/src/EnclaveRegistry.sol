@@ -19,6 +19,8 @@ contract EnclaveRegistry is IEnclaveRegistry {
     uint8 public constant SUITE_X25519 = 1;
     /// @notice HPKE suite id of ML-KEM-768 + X25519 (X-Wing) + ChaCha20-Poly1305 (1216-byte public key).
     uint8 public constant SUITE_MLKEM768_X25519 = 2;
+    /// @notice The longest endpoint URL a signer may publish, in bytes.
+    uint256 public constant MAX_ENDPOINT_LENGTH = 256;
 
     struct Signer {
         bytes32 measurement;
@@ -54,6 +56,7 @@ contract EnclaveRegistry is IEnclaveRegistry {
     mapping(address signer => Signer) private _signers;
     mapping(address signer => bytes) private _hpkeKeys;
     mapping(bytes32 jobId => mapping(bytes32 measurement => bool)) private _approved;
+    mapping(address signer => string) private _endpoints;
 
     error NotOwner();
     error NotPendingOwner();
@@ -73,6 +76,7 @@ contract EnclaveRegistry is IEnclaveRegistry {
     error UnknownMeasurement(bytes32 measurement);
     error MinimumVersionNotRaised(uint64 current, uint64 proposed);
     error InvalidKeyBundle();
+    error EndpointTooLong(uint256 length, uint256 maximum);
 
     event OwnershipTransferStarted(address indexed previousOwner, address indexed newOwner);
     event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
@@ -86,6 +90,7 @@ contract EnclaveRegistry is IEnclaveRegistry {
         address indexed signer, bytes32 indexed measurement, uint64 expiry, bool simulated, bytes hpkeKeys
     );
     event SignerRevoked(address indexed signer);
+    event SignerEndpointSet(address indexed signer, string endpoint);
 
     modifier onlyOwner() {
         if (msg.sender != owner) revert NotOwner();
@@ -213,6 +218,53 @@ contract EnclaveRegistry is IEnclaveRegistry {
         bool simulated,
         bytes calldata hpkeKeys
     ) external {
+        _registerSigner(signer, measurement, expiry, simulated, hpkeKeys);
+    }
+
+    /// @notice {registerSigner}, and publish the URL where the enclave's coprocessor API answers, in one call.
+    /// @dev The endpoint is advisory: relayers use it to find enclaves (`--discover`), and check that the
+    ///      enclave there holds `signer`'s key before sending it work. It grants nothing: every fulfilment
+    ///      is still checked on chain by {isAuthorized}. An empty endpoint clears a published one.
+    /// @param signer The enclave's secp256k1 address.
+    /// @param measurement The measurement the attestation proved.
+    /// @param expiry Unix time after which the registration is no longer valid.
+    /// @param simulated Whether the attestation was a simulated one.
+    /// @param hpkeKeys The enclave's HPKE key bundle (see {registerSigner}).
+    /// @param endpoint The coprocessor's public base URL, e.g. `https://enclave-1.example.org`; at most
+    ///        `MAX_ENDPOINT_LENGTH` bytes.
+    function registerSignerWithEndpoint(
+        address signer,
+        bytes32 measurement,
+        uint64 expiry,
+        bool simulated,
+        bytes calldata hpkeKeys,
+        string calldata endpoint
+    ) external {
+        _registerSigner(signer, measurement, expiry, simulated, hpkeKeys);
+        _setEndpoint(signer, endpoint);
+    }
+
+    /// @notice Publish (or change, or clear with "") the URL where a registered signer's coprocessor answers.
+    /// @dev Callable by the gatekeeper or the owner, for a registered signer that was not revoked. Advisory
+    ///      only, like the endpoint of {registerSignerWithEndpoint}.
+    /// @param signer The registered signer.
+    /// @param endpoint The coprocessor's public base URL; at most `MAX_ENDPOINT_LENGTH` bytes.
+    function setSignerEndpoint(address signer, string calldata endpoint) external {
+        if (msg.sender != owner && msg.sender != gatekeeper) revert NotOwnerOrGatekeeper();
+        Signer storage s = _signers[signer];
+        if (s.expiry == 0) revert UnknownSigner(signer);
+        if (s.revoked) revert SignerWasRevoked(signer);
+        _setEndpoint(signer, endpoint);
+    }
+
+    /// @dev The checks and effects of {registerSigner}.
+    function _registerSigner(
+        address signer,
+        bytes32 measurement,
+        uint64 expiry,
+        bool simulated,
+        bytes calldata hpkeKeys
+    ) private {
         if (msg.sender != gatekeeper) revert NotGatekeeper();
         if (signer == address(0)) revert ZeroAddress();
         if (expiry <= block.timestamp) revert ExpiryInPast(expiry);
@@ -226,6 +278,15 @@ contract EnclaveRegistry is IEnclaveRegistry {
             Signer({measurement: measurement, expiry: expiry, revoked: false, simulated: simulated, suites: suites});
         _hpkeKeys[signer] = hpkeKeys;
         emit SignerRegistered(signer, measurement, expiry, simulated, hpkeKeys);
+    }
+
+    /// @dev Stores a signer's endpoint (length-checked) and emits {SignerEndpointSet}.
+    function _setEndpoint(address signer, string calldata endpoint) private {
+        if (bytes(endpoint).length > MAX_ENDPOINT_LENGTH) {
+            revert EndpointTooLong(bytes(endpoint).length, MAX_ENDPOINT_LENGTH);
+        }
+        _endpoints[signer] = endpoint;
+        emit SignerEndpointSet(signer, endpoint);
     }
 
     /// @notice Revoke a signer at once and for good; its fulfilments are refused from the next block on.
@@ -270,6 +331,13 @@ contract EnclaveRegistry is IEnclaveRegistry {
     {
         Signer storage s = _signers[signer];
         return (s.measurement, s.expiry, s.revoked, s.simulated, _hpkeKeys[signer]);
+    }
+
+    /// @notice The URL a signer's coprocessor published (advisory: see {registerSignerWithEndpoint}).
+    /// @param signer The signer address.
+    /// @return endpoint The base URL, or "" if none was published. Check {signerInfo} for liveness.
+    function signerEndpoint(address signer) external view returns (string memory endpoint) {
+        return _endpoints[signer];
     }
 
     /// @notice The HPKE suites a signer's enclave accepts, as a mask: bit `1 << suite` per suite id.
