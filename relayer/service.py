@@ -269,7 +269,8 @@ class Relayer:
         report.seen = self.watcher.poll()
 
     def _execute(self, report: TickReport) -> None:
-        pending = self.store.claim(PENDING, self.config.max_batch)
+        # enough for one full transaction per account (the pool halves a batch the coprocessor finds too large)
+        pending = self.store.claim(PENDING, self.config.max_batch * len(self.accounts))
         if pending:
             report.executed = self._execute_batch(pending)
 
