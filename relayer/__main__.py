@@ -8,6 +8,7 @@ import os
 import random
 import time
 
+from relayer.accounts import KeyConfigError, load_keys
 from relayer.rpc import ChainIdMismatchError, RpcUnavailableError
 from relayer.service import Relayer, RelayerConfig
 from relayer.store import DEFAULT_LEASE_SECONDS, StoreConfigError
@@ -21,7 +22,13 @@ START_PATIENCE = 60.0
 
 def main(argv: list[str] | None = None) -> None:
     """Parse arguments and run until SIGTERM."""
-    parser = argparse.ArgumentParser(prog="python -m relayer", description="Relay teebridge requests.")
+    parser = argparse.ArgumentParser(
+        prog="python -m relayer",
+        description="Relay teebridge requests.",
+        epilog="Keys come from the environment, never from arguments: TEEBRIDGE_RELAYER_KEY (one account),"
+        " TEEBRIDGE_RELAYER_KEYS (several, comma-separated) or TEEBRIDGE_RELAYER_KEY_FILE (a file, one key a line);"
+        " several accounts submit side by side, each with its own nonces.",
+    )
     parser.add_argument(
         "--rpc-url",
         required=True,
@@ -83,7 +90,10 @@ def main(argv: list[str] | None = None) -> None:
         "--metrics-port", type=int, default=0, help="serve /metrics and /health on 127.0.0.1 at this port (0 = off)"
     )
     parser.add_argument(
-        "--min-balance-wei", type=int, default=0, help="log a WARNING when the relayer balance is below this (0 = off)"
+        "--min-balance-wei",
+        type=int,
+        default=0,
+        help="log a WARNING when a relayer account holds less than this (0 = off)",
     )
     parser.add_argument(
         "--balance-alert-minutes", type=float, default=30.0, help="minutes between two low-balance warnings"
@@ -116,13 +126,14 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--max-fee-gwei and --priority-fee-gwei must not be negative")
     if args.rpc_timeout <= 0:
         parser.error("--rpc-timeout must be positive")
-    key = os.environ.get("TEEBRIDGE_RELAYER_KEY")
-    if not key:
-        parser.error("set TEEBRIDGE_RELAYER_KEY to the relayer account's private key (never pass keys as arguments)")
+    try:
+        keys = load_keys(os.environ)
+    except KeyConfigError as exc:
+        parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s relayer %(levelname)s %(message)s")
     config = RelayerConfig(
         rpc_url=tuple(args.rpc_url),
-        private_key=key,
+        private_key=tuple(keys),
         router=args.router,
         coprocessor_url=",".join(args.coprocessor),
         db_path=db,

@@ -205,7 +205,11 @@ class RelayerMetrics:
         self.latency = Histogram(
             r, p + "delivery_latency_seconds", "Seconds from a request being seen to its delivery.", LATENCY_BUCKETS
         )
-        self.balance = Gauge(r, p + "balance_wei", "Balance of the relayer account, in wei.")
+        self.balance = Gauge(r, p + "balance_wei", "Balance of each relayer account, in wei.", ["account"])
+        self.account_pending = Gauge(
+            r, p + "account_pending_transactions", "Open (unmined) transaction nonces of each account.", ["account"]
+        )
+        self.account_nonce = Gauge(r, p + "account_next_nonce", "The nonce each account signs next.", ["account"])
         self.ticks = Counter(r, p + "ticks_total", "Passes of the relayer loop.")
         self.tick_errors = Counter(
             r, p + "tick_errors_total", "Failed stages of the relayer loop, by stage.", ["stage"]

@@ -15,6 +15,7 @@ import httpx
 from web3.exceptions import ContractLogicError, TransactionNotFound
 from web3.logs import DISCARD
 
+from relayer.accounts import AccountPool, SubmitterAccount, parse_keys
 from relayer.chain import ChainClient
 from relayer.coprocessor_client import CoprocessorError
 from relayer.coprocessor_pool import CoprocessorPool
@@ -63,7 +64,9 @@ class RelayerConfig:
     rpc_url: str | Sequence[str]
     """The chain's JSON-RPC URL, or several of the same chain (tried in order, with failover; see relayer.rpc).
     A string may list several, comma-separated."""
-    private_key: str
+    private_key: str | Sequence[str]
+    """The key of the account that pays, or several (a sequence, or one string separated by commas): each signs its
+    own transactions with its own nonces, side by side (see relayer.accounts). The first is the relayer's identity."""
     router: str
     coprocessor_url: str
     """One coprocessor base URL, or several separated by commas: a pool (``relayer.coprocessor_pool``).
@@ -109,6 +112,12 @@ class RelayerConfig:
     def rpc_urls(self) -> tuple[str, ...]:
         """The RPC URLs, in priority order."""
         return split_urls(self.rpc_url)
+
+    @property
+    def private_keys(self) -> tuple[str, ...]:
+        """The account keys, the relayer's identity first."""
+        items = [self.private_key] if isinstance(self.private_key, str) else list(self.private_key)
+        return tuple(k for item in items for k in parse_keys(item, "the relayer keys"))
 
 
 #: A request's ``outcome`` holds this key (as JSON) once auto-cancel has acted on it.
@@ -156,7 +165,9 @@ class Relayer:
         self.config = config
         self.rpc = FailoverProvider(config.rpc_urls, timeout=config.rpc_timeout)
         self.rpc.check_chain_ids()
-        self.chain = ChainClient(config.rpc_urls[0], config.private_key, timeout=config.rpc_timeout, provider=self.rpc)
+        keys = config.private_keys
+        self.accounts = AccountPool.from_keys(keys)
+        self.chain = ChainClient(config.rpc_urls[0], keys[0], timeout=config.rpc_timeout, provider=self.rpc)
         self.router = self.chain.contract("Router", config.router)
         self.chain_id = self.chain.chain_id
         self.domain = Domain(self.chain_id, self.router.address)
@@ -166,10 +177,9 @@ class Relayer:
         self._last_tick_ok: float | None = None
         self._last_errors: list[str] = []
         self._counts: dict[str, int] = {}
-        self._balance: int | None = None
+        self._accounts_report: list[dict[str, Any]] = []
         self._coprocessor_up: bool | None = None
         self._next_probe = 0.0
-        self._last_balance_alert: float | None = None
         self._health_server: HealthServer | None = None
         self.store = open_store(config.db_path, owner=self.chain.address, lease_seconds=config.lease_seconds)
         self.store.observer = self._observe
@@ -207,6 +217,7 @@ class Relayer:
                 max_fee_wei=config.max_fee_wei,
                 replace_after=config.replace_after,
             ),
+            self.accounts,
             batch_signer=lambda results: self.coprocessor.sign_batch(self.chain_id, self.router.address, results),
         )
 
@@ -298,7 +309,8 @@ class Relayer:
         report.seen = self.watcher.poll()
 
     def _execute(self, report: TickReport) -> None:
-        pending = self.store.claim(PENDING, self.config.max_batch)
+        # enough for one full transaction per account (the pool halves a batch the coprocessor finds too large)
+        pending = self.store.claim(PENDING, self.config.max_batch * len(self.accounts))
         if pending:
             report.executed = self._execute_batch(pending)
 
@@ -392,31 +404,35 @@ class Relayer:
             self._record_cancel(stored, "not_pending")
             return 0
         call = self.router.functions.cancel(stored.request().as_tuple())
-        address = self.chain.address
         try:
-            gas = call.estimate_gas({"from": address})
+            gas = call.estimate_gas({"from": self.accounts.primary.address})
         except ContractLogicError as exc:
             self._record_cancel(stored, "failed", error=describe_revert(exc))
             return 0
-        w3 = self.chain.w3
-        nonce = max(self.store.next_nonce() or 0, w3.eth.get_transaction_count(address, "pending"))
         max_fee, priority = self.submitter.fees()
+        gas_limit = int(gas * self.submitter.policy.gas_margin) + self.submitter.policy.gas_extra
+        account = self.submitter.account_for(gas_limit, max_fee)
+        if account is None:  # warned; the next pass tries again
+            return 0
+        address = account.address
+        nonce = self.submitter.next_nonce(account)
         tx = call.build_transaction(
             {
                 "from": address,
                 "nonce": nonce,
-                "gas": int(gas * self.submitter.policy.gas_margin) + self.submitter.policy.gas_extra,
+                "gas": gas_limit,
                 "chainId": self.chain_id,
                 "maxFeePerGas": max_fee,
                 "maxPriorityFeePerGas": priority,
             }
         )
-        signed = self.chain.account.sign_transaction(tx)
+        signed = account.account.sign_transaction(tx)
         tx_hash = signed.hash.to_0x_hex()
         raw = bytes(signed.raw_transaction)
         # Durable before broadcast, like the submitter: a restart follows this transaction, never signs a twin.
         # In the transactions table too (with no requests), so the next fulfilment never reuses its nonce.
         self.store.record_transaction(tx_hash, nonce, raw, [], sender=address)
+        self.submitter.note_sent(account, gas_limit * max_fee)
         self._record_cancel(stored, "sent", tx=tx_hash, nonce=nonce, raw=raw.hex(), sender=address)
         self._broadcast_cancel(raw, tx_hash)
         log.info("request %s expired: sent cancel %s (nonce %d)", stored.request_id.hex(), tx_hash, nonce)
@@ -511,15 +527,32 @@ class Relayer:
         self.metrics.gas_cost.inc(gas * price, kind=kind)
 
     def _observe_chain(self, report: TickReport) -> None:
-        """Refresh the state gauges and the balance; warn on a low balance; probe the coprocessor now and then."""
+        """Refresh the state gauges and each account's balance, nonce and open transactions; warn on a low balance;
+        probe the coprocessor now and then."""
         counts = self.store.counts()
         self.metrics.requests.replace(counts)
-        balance = int(self.chain.w3.eth.get_balance(self.chain.address))
-        self.metrics.balance.set(balance)
+        open_txs = self.store.open_by_sender()
+        accounts = []
+        for account in self.accounts:
+            account.balance = int(self.chain.w3.eth.get_balance(account.address))
+            pending, _ = open_txs.get(account.key, (0, 0.0))
+            next_nonce = self.submitter.next_nonce(account)
+            self.metrics.balance.set(account.balance, account=account.address)
+            self.metrics.account_pending.set(pending, account=account.address)
+            self.metrics.account_nonce.set(next_nonce, account=account.address)
+            accounts.append(
+                {
+                    "address": account.address,
+                    "balance_wei": account.balance,
+                    "next_nonce": next_nonce,
+                    "pending_transactions": pending,
+                    "low_balance": account.balance < self.config.min_balance_wei,
+                }
+            )
+            self._check_balance(account)
         with self._health_lock:
             self._counts = counts
-            self._balance = balance
-        self._check_balance(balance)
+            self._accounts_report = accounts
         if time.monotonic() >= self._next_probe:
             self._next_probe = time.monotonic() + self.config.probe_interval
             up = self._probe_coprocessor()
@@ -527,23 +560,27 @@ class Relayer:
             with self._health_lock:
                 self._coprocessor_up = up
 
-    def _check_balance(self, balance: int) -> None:
+    def _check_balance(self, account: SubmitterAccount) -> None:
+        """Warn (at most once per ``balance_alert_interval`` per account) when ``account`` holds too little."""
         minimum = self.config.min_balance_wei
-        if not minimum:
+        balance = account.balance
+        if not minimum or balance is None:
             return
         if balance >= minimum:
-            if self._last_balance_alert is not None:
-                log.info("relayer account %s balance is back to %d wei", self.chain.address, balance)
-            self._last_balance_alert = None
+            if account.last_alert is not None:
+                log.info("relayer account %s balance is back to %d wei", account.address, balance)
+            account.last_alert = None
             return
         now = time.monotonic()
-        if self._last_balance_alert is None or now - self._last_balance_alert >= self.config.balance_alert_interval:
-            self._last_balance_alert = now
+        if account.last_alert is None or now - account.last_alert >= self.config.balance_alert_interval:
+            account.last_alert = now
+            consequence = "its transactions stop" if len(self.accounts) > 1 else "deliveries stop"
             log.warning(
-                "low balance: relayer account %s holds %d wei, under --min-balance-wei %d; fund it or deliveries stop",
-                self.chain.address,
+                "low balance: relayer account %s holds %d wei, under --min-balance-wei %d; fund it or %s",
+                account.address,
                 balance,
                 minimum,
+                consequence,
             )
 
     def _probe_coprocessor(self) -> bool:
@@ -561,7 +598,7 @@ class Relayer:
         stale_after = self.config.stale_after or max(10.0, 10 * self.config.poll_interval)
         with self._health_lock:
             last_ok, errors = self._last_tick_ok, list(self._last_errors)
-            counts, balance, up = dict(self._counts), self._balance, self._coprocessor_up
+            counts, accounts, up = dict(self._counts), list(self._accounts_report), self._coprocessor_up
             found = self._last_discovery
         age = None if last_ok is None else max(0.0, time.time() - last_ok)
         problems = []
@@ -571,11 +608,17 @@ class Relayer:
             problems.append(f"no successful pass for {age:.0f}s")
         if up is False:
             problems.append("coprocessor unreachable")
-        if balance is not None and balance < self.config.min_balance_wei:
+        warnings = []
+        low = [a["address"] for a in accounts if a["low_balance"]]
+        if accounts and len(low) == len(accounts):
             problems.append("balance under --min-balance-wei")
+        elif low:  # the others go on delivering: not degraded, but say so
+            warnings.append(f"balance under --min-balance-wei: {', '.join(low)}")
+        balance = sum(a["balance_wei"] for a in accounts) if accounts else None
         return {
             "status": "degraded" if problems else "ok",
             "problems": problems,
+            "warnings": warnings,
             "last_successful_tick_age_seconds": None if age is None else round(age, 3),
             "last_tick_errors": errors,
             "counts": counts,
@@ -584,6 +627,7 @@ class Relayer:
             "chain_id": self.chain_id,
             "router": self.router.address,
             "relayer": self.chain.address,
+            "accounts": accounts,
             "coprocessor": self.config.coprocessor_url,
             "coprocessor_reachable": up,
             "coprocessors": self.coprocessor.status(),

@@ -434,6 +434,26 @@ class SqlStore:
             rows = self._query("SELECT MAX(nonce) AS n FROM transactions")
         return None if rows[0]["n"] is None else rows[0]["n"] + 1
 
+    def open_by_sender(self) -> dict[str, tuple[int, float]]:
+        """For each account with open transactions: (how many nonces are open, when the oldest was signed)."""
+        rows = self._query(
+            "SELECT sender, COUNT(DISTINCT nonce) AS n, MIN(created_at) AS oldest FROM transactions WHERE state = ?"
+            " AND sender IS NOT NULL GROUP BY sender",
+            (TX_SENT,),
+        )
+        return {r["sender"]: (int(r["n"]), float(r["oldest"])) for r in rows}
+
+    def release(self, request_ids: Iterable[bytes]) -> None:
+        """Give up this owner's leases on ``request_ids`` (e.g. no account of it can pay to submit them now), so
+        another relayer sharing the store may take them at once."""
+        if self.owner is None:
+            return
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE requests SET lease_owner = NULL, lease_until = 0 WHERE request_id = ? AND lease_owner = ?",
+                [(to_hex(r), self.owner) for r in request_ids],
+            )
+
     def record_transaction(
         self, tx_hash: str, nonce: int, raw: bytes, request_ids: list[bytes], *, sender: str | None = None
     ) -> None:

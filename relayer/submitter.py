@@ -31,6 +31,7 @@ from web3.contract import Contract
 from web3.exceptions import ContractLogicError, TransactionNotFound
 from web3.logs import DISCARD
 
+from relayer.accounts import AccountPool, SubmitterAccount
 from relayer.chain import ChainClient
 from relayer.revert_reasons import describe_revert
 from relayer.store import (
@@ -97,6 +98,8 @@ class SubmitPolicy:
     replace_after: float = 30.0
     """Seconds after which a transaction still unmined is replaced with bumped fees (0 = never replace)."""
     fee_history_blocks: int = 10
+    skip_warning_interval: float = 300.0
+    """Seconds between two warnings that one account cannot pay for a transaction and is skipped."""
 
 
 class Submitter:
@@ -108,9 +111,12 @@ class Submitter:
         router: Contract,
         store: SqlStore,
         policy: SubmitPolicy | None = None,
+        accounts: AccountPool | None = None,
         batch_signer: BatchSigner | None = None,
     ) -> None:
         self.chain = chain
+        self.accounts = accounts or AccountPool([chain.account])
+        """The accounts transactions are signed with (each its own nonces); by default the chain client's."""
         self.batch_signer = batch_signer
         """Asks the enclave for one signature over a batch (``fulfillBatchSigned``); None: per-item signatures."""
         self.w3 = chain.w3
@@ -125,6 +131,79 @@ class Submitter:
         orphaned them). They are re-broadcast as they are; the warning is logged once."""
         self.replacements = 0
         """How many fee-bumped replacements this submitter signed (for tests and metrics)."""
+        self._skip_warned: dict[str, float] = {}
+        """Account -> when it was last warned about as unable to pay (monotonic seconds)."""
+        self._begin_pass()
+
+    # ---------------------------------------------------------------- accounts
+
+    def _begin_pass(self) -> None:
+        """Forget what the previous pass learnt of the accounts (open transactions, balances, skips)."""
+        self._open: dict[str, tuple[int, float]] = self.store.open_by_sender() if len(self.accounts) > 1 else {}
+        self._used: list[str] = []
+        self._skipped: set[str] = set()
+        self._balances: dict[str, int] = {}
+        self._blocked = False
+
+    def _choose(self) -> SubmitterAccount | None:
+        """The best account for the next transaction of this pass, or None if every one was skipped."""
+        stuck_after = self.policy.replace_after or 60.0
+        ranked = self.accounts.ranked(self._open, used=self._used, skipped=self._skipped, stuck_after=stuck_after)
+        return ranked[0] if ranked else None
+
+    def _balance(self, account: SubmitterAccount) -> int:
+        if account.key not in self._balances:
+            self._balances[account.key] = int(self.w3.eth.get_balance(account.address))
+            account.balance = self._balances[account.key]
+        return self._balances[account.key]
+
+    def account_for(
+        self, gas_limit: int, max_fee: int, first: SubmitterAccount | None = None
+    ) -> SubmitterAccount | None:
+        """An account that can pay ``gas_limit x max_fee`` wei, ``first`` (default: the best ranked) if it can.
+
+        Accounts that cannot are skipped for the rest of the pass, with a WARNING; None if none can.
+        """
+        cost = gas_limit * max_fee
+        account = first if first is not None and first.key not in self._skipped else self._choose()
+        while account is not None:
+            balance = self._balance(account)
+            if balance >= cost:
+                self._skip_warned.pop(account.key, None)
+                return account
+            self._skipped.add(account.key)
+            last = self._skip_warned.get(account.key)
+            if last is None or time.monotonic() - last >= self.policy.skip_warning_interval:
+                self._skip_warned[account.key] = time.monotonic()
+                others = "the other accounts go on" if len(self.accounts) > 1 else "nothing is submitted"
+                log.warning(
+                    "account %s holds %d wei, under the %d wei a transaction may cost (gas %d x max fee %d):"
+                    " skipped, %s; fund it",
+                    account.address,
+                    balance,
+                    cost,
+                    gas_limit,
+                    max_fee,
+                    others,
+                )
+            account = self._choose()
+        return None
+
+    def note_sent(self, account: SubmitterAccount, cost: int) -> None:
+        """Record that ``account`` signed a transaction costing up to ``cost`` wei in this pass."""
+        self._used.append(account.key)
+        count, oldest = self._open.get(account.key, (0, time.time()))
+        self._open[account.key] = (count + 1, oldest)
+        if account.key in self._balances:
+            self._balances[account.key] -= cost
+        self.accounts.rotate(account)
+
+    def next_nonce(self, account: SubmitterAccount) -> int:
+        """The nonce of ``account``'s next transaction: one past the highest it signed (persisted), or the node's
+        pending count, whichever is higher; so a restart or a lost broadcast answer never reuses one nor leaves
+        a gap."""
+        pending = self.w3.eth.get_transaction_count(account.address, "pending")
+        return max(self.store.next_nonce(account.address) or 0, pending)
 
     # ---------------------------------------------------------------- fees
 
@@ -167,10 +246,24 @@ class Submitter:
     # ---------------------------------------------------------------- submit
 
     def submit(self) -> int:
-        """Submit up to ``max_batch`` ready fulfilments in one transaction; return how many were sent."""
+        """Submit the ready fulfilments, up to ``max_batch`` a transaction and one transaction per account in this
+        pass, spread over the accounts (:meth:`relayer.accounts.AccountPool.ranked`); return how many were sent."""
+        self._begin_pass()
+        sent = 0
+        for _ in range(len(self.accounts)):
+            count = self._submit_next()
+            if count is None or self._blocked:
+                break
+            sent += count
+        return sent
+
+    def _submit_next(self) -> int | None:
+        """Submit up to ``max_batch`` ready fulfilments in one transaction; how many were sent (None: none ready)."""
         now = self.w3.eth.get_block("latest")["timestamp"]
         batch: list[tuple[StoredRequest, SignedResult]] = []
         claimed = self.store.claim(EXECUTED, self.policy.max_batch)
+        if not claimed:
+            return None
         # one call for the whole batch (one RPC per request made the relayer the throughput bottleneck)
         stored_commitments = (
             self.router.functions.commitmentsOf([s.request_id for s in claimed]).call() if claimed else []
@@ -196,25 +289,37 @@ class Submitter:
             batch.append((stored, SignedResult.from_json(stored.fulfillment)))
         if not batch:
             return 0
+        account = self._choose()
+        if account is None:
+            return self._no_account(batch)
         call = self._call_for(batch)
         try:
-            gas = call.estimate_gas({"from": self.chain.address})
+            gas = call.estimate_gas({"from": account.address})
         except (ContractLogicError, ValueError) as exc:
             if len(batch) > 1:
                 # Find the culprit: submit the items one by one.
                 return sum(self._submit([item]) for item in batch)
             self._simulation_failed(batch[0][0], exc)
             return 0
-        return self._send(batch, call, gas)
+        return self._send(batch, call, gas, account)
 
     def _submit(self, batch: list[tuple[StoredRequest, SignedResult]]) -> int:
+        account = self._choose()
+        if account is None:
+            return self._no_account(batch)
         call = self._call_for(batch)
         try:
-            gas = call.estimate_gas({"from": self.chain.address})
+            gas = call.estimate_gas({"from": account.address})
         except (ContractLogicError, ValueError) as exc:
             self._simulation_failed(batch[0][0], exc)
             return 0
-        return self._send(batch, call, gas)
+        return self._send(batch, call, gas, account)
+
+    def _no_account(self, batch: list[tuple[StoredRequest, SignedResult]]) -> int:
+        """No account can pay now: give the batch back (another relayer sharing the store may take it)."""
+        self._blocked = True
+        self.store.release([stored.request_id for stored, _ in batch])
+        return 0
 
     def _call_for(self, batch: list[tuple[StoredRequest, SignedResult]]):
         """``fulfill`` for one item; ``fulfillBatchSigned`` (one enclave signature, the cheap path) for several
@@ -267,33 +372,38 @@ class Submitter:
             return
         log.warning("request %s: %s (retry in %.0fs)", stored.request_id.hex(), reason, delay)
 
-    def _send(self, batch: list[tuple[StoredRequest, SignedResult]], call, gas: int) -> int:
-        nonce = max(self.store.next_nonce() or 0, self.w3.eth.get_transaction_count(self.chain.address, "pending"))
+    def _send(
+        self, batch: list[tuple[StoredRequest, SignedResult]], call, gas: int, preferred: SubmitterAccount
+    ) -> int:
         max_fee, priority = self.fees()
+        gas_limit = int(gas * self.policy.gas_margin) + self.policy.gas_extra
+        account = self.account_for(gas_limit, max_fee, preferred)
+        if account is None:
+            return self._no_account(batch)
+        nonce = self.next_nonce(account)
         tx = call.build_transaction(
             {
-                "from": self.chain.address,
+                "from": account.address,
                 "nonce": nonce,
-                "gas": int(gas * self.policy.gas_margin) + self.policy.gas_extra,
+                "gas": gas_limit,
                 "chainId": self.chain_id,
                 "maxFeePerGas": max_fee,
                 "maxPriorityFeePerGas": priority,
             }
         )
-        signed_tx = self.chain.account.sign_transaction(tx)
+        signed_tx = account.account.sign_transaction(tx)
         tx_hash = signed_tx.hash.to_0x_hex()
         ids = [stored.request_id for stored, _ in batch]
         try:
-            self.store.record_transaction(
-                tx_hash, nonce, bytes(signed_tx.raw_transaction), ids, sender=self.chain.address
-            )
+            self.store.record_transaction(tx_hash, nonce, bytes(signed_tx.raw_transaction), ids, sender=account.address)
         except LeaseLostError as exc:  # another relayer took these over while we stalled: never broadcast
             log.warning("not sending %s: %s", tx_hash, exc)
             return 0
+        self.note_sent(account, gas_limit * max_fee)
         if os.environ.get(FAULT_ENV) == "crash-before-broadcast":
             os._exit(FAULT_EXIT_CODE)  # fault injection for the crash tests: persisted, never broadcast
         self._broadcast(bytes(signed_tx.raw_transaction), tx_hash)
-        log.info("submitted %d fulfilment(s) in %s (nonce %d)", len(ids), tx_hash, nonce)
+        log.info("submitted %d fulfilment(s) in %s (%s nonce %d)", len(ids), tx_hash, account.address, nonce)
         return len(ids)
 
     def _broadcast(self, raw: bytes, tx_hash: str) -> None:
@@ -316,13 +426,13 @@ class Submitter:
             return
         # Read each sender's nonce *before* the receipts: a transaction mined in between then shows up as a
         # receipt, never as "nonce used but no receipt", which is what a dropped transaction looks like.
-        own = self.chain.address.lower()
+        own = self.accounts.primary.key  # the sender of rows older than per-transaction senders
         mined_nonces = {
             sender: self.w3.eth.get_transaction_count(Web3.to_checksum_address(sender), "latest")
             for sender in {tx.sender or own for tx in open_txs}
         }
         for tx in open_txs:
-            if (tx.sender or own) != own:
+            if (tx.sender or own) not in self.accounts:
                 log.info(
                     "adopting transaction %s (nonce %d) of relayer %s, whose lease lapsed",
                     tx.tx_hash,
@@ -372,9 +482,9 @@ class Submitter:
                 log.warning("transaction %s was dropped; its requests go back to the queue", tx.tx_hash)
             return
         newest = group[-1]
-        own = sender == self.chain.address.lower()  # another relayer's adopted transaction cannot be re-signed
+        account = self.accounts.get(sender)  # another relayer's adopted transaction cannot be re-signed
         stuck_for = time.time() - newest.created_at
-        if own and 0 < self.policy.replace_after <= stuck_for and self._replace(newest):
+        if account is not None and 0 < self.policy.replace_after <= stuck_for and self._replace(newest, account):
             return
         try:
             self.w3.eth.get_transaction(newest.tx_hash)
@@ -382,7 +492,7 @@ class Submitter:
             log.info("re-broadcasting %s (nonce %d)", newest.tx_hash, newest.nonce)
             self._broadcast(newest.raw, newest.tx_hash)
 
-    def _replace(self, tx: StoredTransaction) -> bool:
+    def _replace(self, tx: StoredTransaction, account: SubmitterAccount) -> bool:
         """Sign, persist and broadcast a fee-bumped version of ``tx``; False if the fee ceiling forbids it."""
         if tx.raw[:1] != b"\x02" or tx.tx_hash in self._not_replaceable:
             return False  # a legacy transaction (older database), or one already found not replaceable
@@ -412,11 +522,11 @@ class Submitter:
             "maxFeePerGas": max_fee,
             "maxPriorityFeePerGas": priority,
         }
-        signed = self.chain.account.sign_transaction(replacement)
+        signed = account.account.sign_transaction(replacement)
         tx_hash = signed.hash.to_0x_hex()
         raw = bytes(signed.raw_transaction)
         try:
-            self.store.record_replacement(tx_hash, tx, raw, sender=self.chain.address)
+            self.store.record_replacement(tx_hash, tx, raw, sender=account.address)
         except LeaseLostError as exc:
             self._not_replaceable.add(tx.tx_hash)
             log.warning("not replacing %s: %s", tx.tx_hash, exc)

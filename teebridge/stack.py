@@ -141,13 +141,15 @@ class LocalStack:
         *,
         db: str | None = None,
         key: str = RELAYER_KEY,
+        keys: tuple[str, ...] = (),
         name: str = "relayer",
         extra_args: tuple[str, ...] = (),
         rpc_urls: tuple[str, ...] = (),
         coprocessors: tuple[str, ...] | None = None,
     ) -> Child:
         """Start (or restart) a relayer process with its state in ``workdir/db_name`` (or ``db``, e.g. a
-        ``postgresql://`` URL shared by several relayers), paying from ``key``, logging to ``workdir/name.log``;
+        ``postgresql://`` URL shared by several relayers), paying from ``key`` (or from every one of ``keys``, given
+        as ``TEEBRIDGE_RELAYER_KEYS``), logging to ``workdir/name.log``;
         reading the chain through ``rpc_urls`` (with failover, in this order) instead of anvil's URL if given;
         sending work to ``coprocessors`` (default: the stack's one; ``()`` with ``--discover`` in ``extra_args``
         for a relayer that finds them in the registry).
@@ -177,7 +179,10 @@ class LocalStack:
                 *extra_args,
             ),
             self.workdir / f"{name}.log",
-            env={"TEEBRIDGE_RELAYER_KEY": key, **(extra_env or {})},
+            env={
+                **({"TEEBRIDGE_RELAYER_KEYS": ",".join(keys)} if keys else {"TEEBRIDGE_RELAYER_KEY": key}),
+                **(extra_env or {}),
+            },
         ).start()
 
     def _start_feeds(self, owner: ChainClient) -> None:

@@ -147,7 +147,12 @@ def test_metrics_after_deliveries(local: LocalStack, tmp_path: Path) -> None:
         assert value(s, p + "gas_cost_wei_total", kind="fulfil") > 0
         assert value(s, p + "delivery_latency_seconds_count") == 3
         assert value(s, p + "delivery_latency_seconds_sum") > 0
-        assert value(s, p + "balance_wei") == relayer.chain.w3.eth.get_balance(relayer.chain.address)
+        address = relayer.chain.address
+        assert value(s, p + "balance_wei", account=address) == relayer.chain.w3.eth.get_balance(address)
+        assert value(s, p + "account_next_nonce", account=address) == relayer.chain.w3.eth.get_transaction_count(
+            address
+        )
+        assert value(s, p + "account_pending_transactions", account=address) == 0
         assert value(s, p + "ticks_total") == 3
         assert value(s, p + "last_successful_tick_timestamp_seconds") > 0
         assert value(s, p + "coprocessor_up") == 1
@@ -170,6 +175,9 @@ def test_health_ok_and_degraded(local: LocalStack, tmp_path: Path) -> None:
         assert report["chain_id"] == 31337 and report["router"].lower() == local.deployment.router.lower()
         assert report["coprocessor_reachable"] is True and report["balance_wei"] > 0
         assert report["counts"] == {} and report["last_tick_errors"] == []
+        (account,) = report["accounts"]
+        assert account["address"] == relayer.chain.address and account["balance_wei"] == report["balance_wei"]
+        assert account["pending_transactions"] == 0 and account["low_balance"] is False
         relayer._last_tick_ok = time.time() - 3600  # no successful pass for an hour
         report = httpx.get(server.url + "/health", timeout=5).json()
         assert report["status"] == "degraded" and report["problems"] == ["no successful pass for 3600s"]
@@ -208,7 +216,7 @@ def test_low_balance_warns_at_most_once_per_interval(
         assert fresh.address in warnings[0].getMessage() and str(10**15) in warnings[0].getMessage()
         report = relayer.health_report()
         assert report["status"] == "degraded" and "balance under --min-balance-wei" in report["problems"]
-        relayer._last_balance_alert = -1e9  # the interval has passed: it warns again
+        relayer.accounts.primary.last_alert = -1e9  # the interval has passed: it warns again
         relayer.tick()
         assert sum("low balance" in r.getMessage() for r in caplog.records) == 2
     finally:
