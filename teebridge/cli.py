@@ -313,6 +313,16 @@ def _status(args: argparse.Namespace) -> int:
         print(f"enclave   {state['coprocessorUrl']}: unreachable ({exc})")
     if state.get("relayerUrl"):
         print(f"relayer   {state['relayerUrl']} (/metrics, /health; POST /v1/secrets is forwarded to the enclave)")
+        try:
+            accounts = httpx.get(state["relayerUrl"] + "/health", timeout=5).json().get("accounts") or []
+        except (httpx.HTTPError, ValueError):
+            accounts = []
+        for account in accounts:
+            low = "  LOW BALANCE" if account.get("low_balance") else ""
+            print(
+                f"account   {account['address']}: balance {account['balance_wei']} wei, next nonce"
+                f" {account['next_nonce']}, {account['pending_transactions']} unmined{low}"
+            )
     db = args.state.parent / "relayer.sqlite"
     if db.exists():
         counts = Store(db).counts()

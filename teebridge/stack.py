@@ -44,6 +44,8 @@ class LocalStack:
 
     workdir: Path | None = None
     anvil_port: int = 0
+    anvil_args: tuple[str, ...] = ()
+    """Extra anvil arguments, e.g. ``("--state", path)`` to keep the chain across an anvil restart."""
     write_deployment: Path | None = None
     relayer_poll_interval: float = 0.2
     with_relayer: bool = True
@@ -74,7 +76,7 @@ class LocalStack:
             self.workdir = Path(tempfile.mkdtemp(prefix="teebridge-stack-"))
             self._own_workdir = True
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.anvil = Anvil(port=self.anvil_port)
+        self.anvil = Anvil(port=self.anvil_port, extra_args=self.anvil_args)
         try:
             self._start()
         except BaseException:

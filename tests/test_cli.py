@@ -11,9 +11,11 @@ import time
 from pathlib import Path
 
 import httpx
+from eth_account import Account
 
 from relayer.chain import ChainClient
 from teebridge.anvil import DEV_KEYS
+from teebridge.stack import RELAYER_KEY
 
 TEEBRIDGE = [sys.executable, "-m", "teebridge.cli"]
 
@@ -100,6 +102,8 @@ def test_up_request_status_and_ctrl_c(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, status.stdout
             time.sleep(0.2)
         assert status.returncode == 0 and "enclave" in status.stdout
+        relayer_address = Account.from_key(RELAYER_KEY).address
+        assert f"account   {relayer_address}: balance " in status.stdout, status.stdout
     finally:
         up.send_signal(signal.SIGINT)
         out, _ = up.communicate(timeout=30)
