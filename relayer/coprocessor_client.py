@@ -9,10 +9,12 @@ from typing import Any
 import httpx
 
 from relayer.store import StoredRequest
-from verifier.hashing import keccak256
 from verifier.hexutil import from_hex, to_hex
 from verifier.price_report import SignedPriceReport
 from verifier.signed_result import SignedResult
+
+SIGNED_ITEM_FIELDS = ("requestId", "commitment", "status", "resultHash", "measurement", "signature")
+"""What ``POST /v1/sign-batch`` needs of each signed result (``SignedResult.to_json`` has them all)."""
 
 
 class CoprocessorError(RuntimeError):
@@ -82,17 +84,8 @@ class CoprocessorClient:
         body = {
             "chainId": chain_id,
             "router": router,
-            "fulfillments": [
-                {
-                    "requestId": to_hex(r.request_id),
-                    "commitment": to_hex(r.commitment),
-                    "status": r.status,
-                    "resultHash": to_hex(keccak256(r.result)),
-                    "measurement": to_hex(r.measurement),
-                    "signature": to_hex(r.signature),
-                }
-                for r in results
-            ],
+            # the fields the enclave needs to recompute each item's digest; not the result bytes themselves
+            "fulfillments": [{k: doc[k] for k in SIGNED_ITEM_FIELDS} for doc in (r.to_json() for r in results)],
         }
         data = self._call("POST", "/v1/sign-batch", json=body)
         try:

@@ -414,35 +414,15 @@ class Relayer:
         account = self.submitter.account_for(gas_limit, max_fee)
         if account is None:  # warned; the next pass tries again
             return 0
-        address = account.address
-        nonce = self.submitter.next_nonce(account)
-        tx = call.build_transaction(
-            {
-                "from": address,
-                "nonce": nonce,
-                "gas": gas_limit,
-                "chainId": self.chain_id,
-                "maxFeePerGas": max_fee,
-                "maxPriorityFeePerGas": priority,
-            }
-        )
-        signed = account.account.sign_transaction(tx)
-        tx_hash = signed.hash.to_0x_hex()
-        raw = bytes(signed.raw_transaction)
+        tx = self.submitter.sign(account, call, gas_limit, max_fee, priority)
         # Durable before broadcast, like the submitter: a restart follows this transaction, never signs a twin.
         # In the transactions table too (with no requests), so the next fulfilment never reuses its nonce.
-        self.store.record_transaction(tx_hash, nonce, raw, [], sender=address)
+        self.store.record_transaction(tx.tx_hash, tx.nonce, tx.raw, [], sender=account.address)
         self.submitter.note_sent(account, gas_limit * max_fee)
-        self._record_cancel(stored, "sent", tx=tx_hash, nonce=nonce, raw=raw.hex(), sender=address)
-        self._broadcast_cancel(raw, tx_hash)
-        log.info("request %s expired: sent cancel %s (nonce %d)", stored.request_id.hex(), tx_hash, nonce)
+        self._record_cancel(stored, "sent", tx=tx.tx_hash, nonce=tx.nonce, raw=tx.raw.hex(), sender=account.address)
+        self.submitter.broadcast(tx.raw, tx.tx_hash)
+        log.info("request %s expired: sent cancel %s (nonce %d)", stored.request_id.hex(), tx.tx_hash, tx.nonce)
         return 1
-
-    def _broadcast_cancel(self, raw: bytes, tx_hash: str) -> None:
-        try:
-            self.chain.w3.eth.send_raw_transaction(raw)
-        except Exception as exc:  # known already, or the node is down: the follow-up decides
-            log.warning("broadcast of cancel %s failed (%s); will follow up", tx_hash, exc)
 
     def _follow_cancel(self, stored: StoredRequest, record: dict[str, Any]) -> None:
         """Read the receipt of a cancel sent earlier and record how it ended."""
@@ -461,7 +441,7 @@ class Relayer:
             try:
                 w3.eth.get_transaction(record["tx"])
             except TransactionNotFound:
-                self._broadcast_cancel(bytes.fromhex(record["raw"]), record["tx"])
+                self.submitter.broadcast(bytes.fromhex(record["raw"]), record["tx"])
             return
         self._count_gas("cancel", receipt)
         result: dict[str, Any] = {"tx": record["tx"], "block": receipt["blockNumber"], "gasUsed": receipt["gasUsed"]}

@@ -319,23 +319,34 @@ class SqlStore:
         extended). With PostgreSQL the rows are picked ``FOR UPDATE SKIP LOCKED``: relayers claiming at the
         same moment get disjoint sets without waiting for each other.
         """
-        if self.owner is None:
-            raise RuntimeError("claim() needs a store opened with an owner")
         now = time.time()
-        with self.transaction() as db:
-            rows = list(
-                db.execute(
-                    "SELECT * FROM requests WHERE state = ? AND next_attempt_at <= ?"
-                    " AND (lease_owner IS NULL OR lease_owner = ? OR lease_until < ?)"
-                    f" ORDER BY block_number, seen_at LIMIT ?{self.claim_lock}",
-                    (state, now, self.owner, now, limit),
-                )
-            )
-            db.executemany(
-                "UPDATE requests SET lease_owner = ?, lease_until = ? WHERE request_id = ?",
-                [(self.owner, now + self.lease_seconds, r["request_id"]) for r in rows],
-            )
+        rows = self._lease(
+            "requests", "request_id", "state = ? AND next_attempt_at <= ?", (state, now), "block_number, seen_at", limit
+        )
         return [self._row(r) for r in rows]
+
+    def _lease(
+        self, table: str, key: str, where: str, params: tuple[Any, ...], order: str, limit: int | None = None
+    ) -> list[Any]:
+        """Lease to this owner the rows of ``table`` matching ``where`` that nobody else holds a live lease on
+        (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), in ``order``, at most ``limit``; return them."""
+        if self.owner is None:
+            raise RuntimeError(f"leasing {table} needs a store opened with an owner")
+        now = time.time()
+        sql = (
+            f"SELECT * FROM {table} WHERE {where} AND (lease_owner IS NULL OR lease_owner = ? OR lease_until < ?)"
+            f" ORDER BY {order}"
+        )
+        args: tuple[Any, ...] = (*params, self.owner, now)
+        if limit is not None:
+            sql, args = sql + " LIMIT ?", (*args, limit)
+        with self.transaction() as db:
+            rows = list(db.execute(sql + self.claim_lock, args))
+            db.executemany(
+                f"UPDATE {table} SET lease_owner = ?, lease_until = ? WHERE {key} = ?",
+                [(self.owner, now + self.lease_seconds, r[key]) for r in rows],
+            )
+        return rows
 
     def renew_leases(self) -> None:
         """Extend every lease this owner holds on open work (requests, transactions, named leases)."""
@@ -561,22 +572,7 @@ class SqlStore:
         signed bytes are re-broadcast (anyone may broadcast a signed transaction), so its requests are
         delivered exactly once even if its signer never comes back.
         """
-        if self.owner is None:
-            raise RuntimeError("claim_transactions() needs a store opened with an owner")
-        now = time.time()
-        with self.transaction() as db:
-            rows = list(
-                db.execute(
-                    "SELECT * FROM transactions WHERE state = ?"
-                    " AND (lease_owner IS NULL OR lease_owner = ? OR lease_until < ?)"
-                    f" ORDER BY sender, nonce{self.claim_lock}",
-                    (TX_SENT, self.owner, now),
-                )
-            )
-            db.executemany(
-                "UPDATE transactions SET lease_owner = ?, lease_until = ? WHERE tx_hash = ?",
-                [(self.owner, now + self.lease_seconds, r["tx_hash"]) for r in rows],
-            )
+        rows = self._lease("transactions", "tx_hash", "state = ?", (TX_SENT,), "sender, nonce")
         return [self._tx(r) for r in rows]
 
     def close_transaction(self, tx_hash: str, state: str, *, requeue: Iterable[bytes] = ()) -> None:

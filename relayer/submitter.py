@@ -74,6 +74,15 @@ BatchSigner = Callable[[list[SignedResult]], bytes | None]
 
 
 @dataclass(frozen=True)
+class SignedTx:
+    """A signed transaction: its nonce, hash and raw bytes."""
+
+    nonce: int
+    tx_hash: str
+    raw: bytes
+
+
+@dataclass(frozen=True)
 class SubmitPolicy:
     """How the submitter sizes and retries transactions."""
 
@@ -380,6 +389,22 @@ class Submitter:
         account = self.account_for(gas_limit, max_fee, preferred)
         if account is None:
             return self._no_account(batch)
+        tx = self.sign(account, call, gas_limit, max_fee, priority)
+        ids = [stored.request_id for stored, _ in batch]
+        try:
+            self.store.record_transaction(tx.tx_hash, tx.nonce, tx.raw, ids, sender=account.address)
+        except LeaseLostError as exc:  # another relayer took these over while we stalled: never broadcast
+            log.warning("not sending %s: %s", tx.tx_hash, exc)
+            return 0
+        self.note_sent(account, gas_limit * max_fee)
+        if os.environ.get(FAULT_ENV) == "crash-before-broadcast":
+            os._exit(FAULT_EXIT_CODE)  # fault injection for the crash tests: persisted, never broadcast
+        self.broadcast(tx.raw, tx.tx_hash)
+        log.info("submitted %d fulfilment(s) in %s (%s nonce %d)", len(ids), tx.tx_hash, account.address, tx.nonce)
+        return len(ids)
+
+    def sign(self, account: SubmitterAccount, call: Any, gas_limit: int, max_fee: int, priority: int) -> SignedTx:
+        """Sign ``call`` as a type-2 transaction from ``account`` at its next nonce; nothing is persisted or sent."""
         nonce = self.next_nonce(account)
         tx = call.build_transaction(
             {
@@ -391,26 +416,16 @@ class Submitter:
                 "maxPriorityFeePerGas": priority,
             }
         )
-        signed_tx = account.account.sign_transaction(tx)
-        tx_hash = signed_tx.hash.to_0x_hex()
-        ids = [stored.request_id for stored, _ in batch]
-        try:
-            self.store.record_transaction(tx_hash, nonce, bytes(signed_tx.raw_transaction), ids, sender=account.address)
-        except LeaseLostError as exc:  # another relayer took these over while we stalled: never broadcast
-            log.warning("not sending %s: %s", tx_hash, exc)
-            return 0
-        self.note_sent(account, gas_limit * max_fee)
-        if os.environ.get(FAULT_ENV) == "crash-before-broadcast":
-            os._exit(FAULT_EXIT_CODE)  # fault injection for the crash tests: persisted, never broadcast
-        self._broadcast(bytes(signed_tx.raw_transaction), tx_hash)
-        log.info("submitted %d fulfilment(s) in %s (%s nonce %d)", len(ids), tx_hash, account.address, nonce)
-        return len(ids)
+        signed = account.account.sign_transaction(tx)
+        return SignedTx(nonce, signed.hash.to_0x_hex(), bytes(signed.raw_transaction))
 
-    def _broadcast(self, raw: bytes, tx_hash: str) -> None:
+    def broadcast(self, raw: bytes, tx_hash: str) -> None:
+        """Send signed bytes; a failure is only logged (the node may know them already, or be down): the
+        caller's follow-up (reconcile, or the cancel follow-up) reads the receipt or sends them again."""
         try:
             self.w3.eth.send_raw_transaction(raw)
-        except Exception as exc:  # the node may already know it, or be down: reconcile() decides
-            log.warning("broadcast of %s failed (%s); will reconcile", tx_hash, exc)
+        except Exception as exc:
+            log.warning("broadcast of %s failed (%s); will follow up", tx_hash, exc)
 
     # ---------------------------------------------------------------- reconcile
 
@@ -490,7 +505,7 @@ class Submitter:
             self.w3.eth.get_transaction(newest.tx_hash)
         except TransactionNotFound:
             log.info("re-broadcasting %s (nonce %d)", newest.tx_hash, newest.nonce)
-            self._broadcast(newest.raw, newest.tx_hash)
+            self.broadcast(newest.raw, newest.tx_hash)
 
     def _replace(self, tx: StoredTransaction, account: SubmitterAccount) -> bool:
         """Sign, persist and broadcast a fee-bumped version of ``tx``; False if the fee ceiling forbids it."""
@@ -532,7 +547,7 @@ class Submitter:
             log.warning("not replacing %s: %s", tx.tx_hash, exc)
             return False
         self.replacements += 1
-        self._broadcast(raw, tx_hash)
+        self.broadcast(raw, tx_hash)
         log.info(
             "replaced %s by %s (nonce %d, not mined for %.0fs): max fee %d -> %d wei, priority %d -> %d wei",
             tx.tx_hash,

@@ -9,7 +9,9 @@ import pytest
 
 from relayer.coprocessor_client import CoprocessorError
 from relayer.coprocessor_pool import CoprocessorPool
-from tests.helpers import serve_http
+from tests.helpers import DevEnclave, serve_http
+from verifier.protocol import Domain, Request
+from verifier.signed_result import SignedResult
 
 CALLS: dict[str, int] = {}
 
@@ -89,3 +91,49 @@ def test_secret_uploads_go_to_each_member_until_one_accepts() -> None:
 def test_a_pool_needs_a_member() -> None:
     with pytest.raises(ValueError, match="at least one URL"):
         CoprocessorPool([])
+
+
+def _signing(name: str) -> type[BaseHTTPRequestHandler]:
+    """Answers POST /v1/sign-batch with a fixed 65-byte signature (the pool does not check it; the submitter does)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            CALLS[name] = CALLS.get(name, 0) + 1
+            body = json.dumps({"signature": "0x" + "11" * 65}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    return Handler
+
+
+def _signed_results() -> list[SignedResult]:
+    request = Request(b"\x01" * 32, "0x" + "22" * 20, b"\x03" * 32, b"\x04" * 32, 100_000, 0, 2**40)
+    return [DevEnclave.random().sign(request, b"answer", Domain(31337, "0x" + "33" * 20))]
+
+
+def test_a_batch_signature_comes_from_the_member_holding_the_key() -> None:
+    """A member with another key answers 409: the next is asked, and the refusal is not counted as a failure."""
+    CALLS.clear()
+    with serve_http(handler("foreign", 409)) as foreign, serve_http(_signing("owner")) as owner:
+        pool = CoprocessorPool([foreign, owner])
+        for _ in range(2):
+            assert pool.sign_batch(31337, "0x" + "33" * 20, _signed_results()) == b"\x11" * 65
+        assert CALLS == {"foreign": 2, "owner": 2}  # asked in list order: a walk does not move the round-robin
+        assert all(s["failures"] == 0 for s in pool.status())
+        pool.close()
+
+
+def test_no_batch_signature_when_no_member_holds_the_key() -> None:
+    CALLS.clear()
+    with serve_http(handler("foreign", 409)) as foreign, serve_http(handler("down", 503)) as down:
+        pool = CoprocessorPool([foreign, down])
+        assert pool.sign_batch(31337, "0x" + "33" * 20, _signed_results()) is None
+        status = {s["url"]: s for s in pool.status()}
+        assert status[foreign]["failures"] == 0 and status[down]["failures"] == 1
+        pool.close()

@@ -29,10 +29,10 @@ MAX_REPLAYED_FULFILL = 40_000
 MAX_BATCH_10_PER_ITEM = 95_700
 
 #: fulfillBatchSigned of 50 TrivialConsumer callbacks (one 32-byte store each), gasUsed / 50, callback
-#: included (measured 32,501; fulfillBatch with one signature per item: 41,245). Issue 6's target is 30,000.
+#: included (measured 32,497; fulfillBatch with one signature per item: 40,508). Issue 6's target is 30,000.
 MAX_BATCH_SIGNED_50_TRIVIAL_PER_ITEM = 33_000
 
-#: TrivialConsumer.send -> Router.request with a 64-byte input (measured 59,894-59,906): issue 6's target.
+#: TrivialConsumer.send -> Router.request with a 64-byte input (measured 59,846-59,858): issue 6's target.
 MAX_REQUEST_VIA_TRIVIAL_64B = 60_000
 
 INPUT_32 = plain(bytes(range(1, 32)))  # 0x00 tag + 31 non-zero bytes

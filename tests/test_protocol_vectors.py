@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from verifier.attestation import report_data
 from verifier.envelope import Binding
 from verifier.hashing import keccak256
-from verifier.protocol import Domain, Fulfillment, Request, job_id, request_id
+from verifier.protocol import Domain, Fulfillment, Request, batch_digest, job_id, request_id
 from verifier.signing import address_of_private_key, recover_signer, sign_digest, to_compact
 
 b32 = st.binary(min_size=32, max_size=32)
@@ -23,6 +23,13 @@ EIP712_DOMAIN_FIELDS = [
     {"name": "version", "type": "string"},
     {"name": "chainId", "type": "uint256"},
     {"name": "verifyingContract", "type": "address"},
+]
+FULFILLMENT_FIELDS = [
+    {"name": "requestId", "type": "bytes32"},
+    {"name": "commitment", "type": "bytes32"},
+    {"name": "status", "type": "uint8"},
+    {"name": "resultHash", "type": "bytes32"},
+    {"name": "measurement", "type": "bytes32"},
 ]
 addresses = st.binary(min_size=20, max_size=20).map(lambda b: "0x" + b.hex())
 
@@ -78,13 +85,7 @@ def test_fulfillment_digest_matches_eth_account(
     message = {
         "types": {
             "EIP712Domain": EIP712_DOMAIN_FIELDS,
-            "Fulfillment": [
-                {"name": "requestId", "type": "bytes32"},
-                {"name": "commitment", "type": "bytes32"},
-                {"name": "status", "type": "uint8"},
-                {"name": "resultHash", "type": "bytes32"},
-                {"name": "measurement", "type": "bytes32"},
-            ],
+            "Fulfillment": FULFILLMENT_FIELDS,
         },
         "primaryType": "Fulfillment",
         "domain": {"name": "teebridge", "version": "1", "chainId": chain, "verifyingContract": router},
@@ -102,6 +103,40 @@ def test_fulfillment_digest_matches_eth_account(
     assert recover_signer(f.digest(domain), ours) == address_of_private_key(key)
     r, vs = to_compact(ours)
     assert r == ours[:32] and int.from_bytes(vs, "big") >> 255 == ours[64] - 27
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.integers(1, 2**64), addresses, st.lists(st.tuples(b32, b32, st.integers(0, 255), b32), min_size=1, max_size=6)
+)
+def test_batch_digest_matches_eth_account(chain, router, items) -> None:
+    """``FulfillmentBatch`` (docs/protocol.md 6.1) is plain EIP-712 with an array of structs."""
+    measurement = keccak256(b"m")
+    fulfillments = [Fulfillment(rid, c, status, rh, measurement) for rid, c, status, rh in items]
+    message = {
+        "types": {
+            "EIP712Domain": EIP712_DOMAIN_FIELDS,
+            "FulfillmentBatch": [{"name": "fulfillments", "type": "Fulfillment[]"}],
+            "Fulfillment": FULFILLMENT_FIELDS,
+        },
+        "primaryType": "FulfillmentBatch",
+        "domain": {"name": "teebridge", "version": "1", "chainId": chain, "verifyingContract": router},
+        "message": {
+            "fulfillments": [
+                {
+                    "requestId": f.request_id,
+                    "commitment": f.commitment,
+                    "status": f.status,
+                    "resultHash": f.result_hash,
+                    "measurement": f.measurement,
+                }
+                for f in fulfillments
+            ]
+        },
+    }
+    typed = encode_typed_data(full_message=message)
+    theirs = keccak256(b"\x19" + typed.version + typed.header + typed.body)
+    assert theirs == batch_digest(fulfillments, Domain(chain, router))
 
 
 def test_hpke_info_layout() -> None:

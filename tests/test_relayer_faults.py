@@ -213,7 +213,7 @@ def test_original_mined_after_its_replacement_settles_the_requests(local: LocalS
         (stored,) = relayer.store.in_state(SUBMITTED)
         (original,) = relayer.store.open_transactions()
         swallowed: list[str] = []
-        relayer.submitter._broadcast = lambda raw, tx_hash: swallowed.append(tx_hash)  # type: ignore[method-assign]
+        relayer.submitter.broadcast = lambda raw, tx_hash: swallowed.append(tx_hash)  # type: ignore[method-assign]
         time.sleep(0.4)
         relayer.tick()
         versions = relayer.store.versions_of(original.sender or "", original.nonce)
@@ -221,7 +221,7 @@ def test_original_mined_after_its_replacement_settles_the_requests(local: LocalS
         assert relayer.store.get(stored.request_id).submit_tx == versions[1].tx_hash  # type: ignore[union-attr]
         assert versions[1].tx_hash in swallowed
         rpc(local, "evm_mine")  # mines the original: the pool never saw the replacement
-        del relayer.submitter._broadcast
+        del relayer.submitter.broadcast
         relayer.tick()
         done = relayer.store.get(stored.request_id)
         assert done is not None and done.state == DELIVERED

@@ -179,14 +179,15 @@ contract Router is IRouter {
     /// @param f The request fields, the result and the enclave's signature.
     /// @return delivered True when the result was accepted (whatever the callback did).
     function fulfill(SignedFulfillment calldata f) external returns (bool delivered) {
-        (uint8 skip, address signer) = _check(f);
+        Request memory req = f.request;
+        (uint8 skip, address signer) = _check(f, req);
         if (skip == SKIP_NOT_PENDING) {
-            emit FulfillmentSkipped(f.request.requestId, skip);
+            emit FulfillmentSkipped(req.requestId, skip);
             return false;
         }
         if (skip != 0) _revertFor(skip, f, signer);
-        _deliver(f, signer);
-        _pay(msg.sender, f.request.fee);
+        _deliver(req, f.status, f.result, signer);
+        _pay(msg.sender, req.fee);
         return true;
     }
 
@@ -199,14 +200,15 @@ contract Router is IRouter {
         uint256 fees;
         for (uint256 i; i < items.length; ++i) {
             SignedFulfillment calldata f = items[i];
-            (uint8 skip, address signer) = _check(f);
+            Request memory req = f.request;
+            (uint8 skip, address signer) = _check(f, req);
             if (skip != 0) {
-                emit FulfillmentSkipped(f.request.requestId, skip);
+                emit FulfillmentSkipped(req.requestId, skip);
                 continue;
             }
-            _deliver(f, signer);
+            _deliver(req, f.status, f.result, signer);
             unchecked {
-                fees += f.request.fee;
+                fees += req.fee;
                 ++delivered;
             }
         }
@@ -214,7 +216,7 @@ contract Router is IRouter {
     }
 
     /// @notice Deliver many results under one enclave signature over the whole batch (EIP-712
-    ///         `FulfillmentBatch`): the cheap path for relayers, about one third of {fulfillBatch}'s overhead.
+    ///         `FulfillmentBatch`): the cheap path for relayers, about half of {fulfillBatch}'s overhead.
     /// @dev `items` is the concatenation of packed items (docs/protocol.md, section 6):
     ///      requestId (32) | requester (20) | jobId (32) | inputHash (32) | callbackGasLimit (4) | fee (12) |
     ///      expiry (8) | status (1) | result length (2) | result. The signature covers every item, so a relayer
@@ -296,30 +298,20 @@ contract Router is IRouter {
 
     /// @dev Every check a fulfilment must pass, without touching state. Returns 0 and the signer when it
     ///      passes, else a SKIP_* reason (and the signer when the reason concerns it).
-    function _check(SignedFulfillment calldata f) private view returns (uint8 skip, address signer) {
-        Request calldata req = f.request;
-        bytes32 stored = commitments[req.requestId];
-        if (stored == 0) return (SKIP_NOT_PENDING, address(0));
-        if (stored != _commitment(req)) return (SKIP_COMMITMENT_MISMATCH, address(0));
-        if (block.timestamp > req.expiry) return (SKIP_EXPIRED, address(0));
-        bytes32 digest = fulfillmentDigest(req.requestId, stored, f.status, keccak256(f.result), f.measurement);
+    ///      `req` is `f.request`, already in memory.
+    function _check(SignedFulfillment calldata f, Request memory req)
+        private
+        view
+        returns (uint8 skip, address signer)
+    {
+        bytes32 commitment;
+        (skip, commitment) = _checkPending(req);
+        if (skip != 0) return (skip, address(0));
+        bytes32 digest = fulfillmentDigest(req.requestId, commitment, f.status, keccak256(f.result), f.measurement);
         signer = _recover(digest, f.r, f.vs);
         if (signer == address(0)) return (SKIP_BAD_SIGNATURE, address(0));
         if (!registry.isAuthorized(signer, req.jobId, f.measurement)) return (SKIP_UNAUTHORIZED_SIGNER, signer);
         return (0, signer);
-    }
-
-    /// @dev Effects first (the commitment is deleted), then the callback with exactly the requested gas.
-    function _deliver(SignedFulfillment calldata f, address signer) private {
-        Request calldata req = f.request;
-        delete commitments[req.requestId];
-        (bool ok, uint256 gasUsed) = _callWithExactGas(
-            req.requestId,
-            req.callbackGasLimit,
-            req.requester,
-            abi.encodeCall(ITeeBridgeConsumer.handleFulfillment, (req.requestId, f.status, f.result))
-        );
-        emit Fulfilled(req.requestId, signer, msg.sender, f.status, ok, gasUsed);
     }
 
     function _revertFor(uint8 skip, SignedFulfillment calldata f, address signer) private pure {
@@ -371,7 +363,7 @@ contract Router is IRouter {
         bytes calldata result;
         for (uint256 pos; pos < items.length;) {
             (status, result, pos) = _readItem(items, pos, req);
-            uint8 skip = _pendingCheck(req);
+            (uint8 skip,) = _checkPending(req);
             if (skip == 0) {
                 if (lastJobAnswer == 0 || req.jobId != lastJob) {
                     lastJob = req.jobId;
@@ -383,7 +375,7 @@ contract Router is IRouter {
                 emit FulfillmentSkipped(req.requestId, skip);
                 continue;
             }
-            _deliverPacked(req, status, result, signer);
+            _deliver(req, status, result, signer);
             unchecked {
                 fees += req.fee;
                 ++delivered;
@@ -391,17 +383,17 @@ contract Router is IRouter {
         }
     }
 
-    /// @dev The storage checks of a packed item: 0 when it is pending, matches its commitment and is live.
-    function _pendingCheck(Request memory req) private view returns (uint8 skip) {
-        bytes32 stored = commitments[req.requestId];
-        if (stored == 0) return SKIP_NOT_PENDING;
-        if (stored != _commitment(req)) return SKIP_COMMITMENT_MISMATCH;
-        if (block.timestamp > req.expiry) return SKIP_EXPIRED;
-        return 0;
+    /// @dev The checks against storage: 0 and the stored commitment when the request is pending, matches its
+    ///      commitment and has not expired; else a SKIP_* reason.
+    function _checkPending(Request memory req) private view returns (uint8 skip, bytes32 stored) {
+        stored = commitments[req.requestId];
+        if (stored == 0) return (SKIP_NOT_PENDING, stored);
+        if (stored != _commitment(req)) return (SKIP_COMMITMENT_MISMATCH, stored);
+        if (block.timestamp > req.expiry) return (SKIP_EXPIRED, stored);
     }
 
-    /// @dev {_deliver} for a packed item: effects first, then the callback with exactly the requested gas.
-    function _deliverPacked(Request memory req, uint8 status, bytes calldata result, address signer) private {
+    /// @dev Effects first (the commitment is deleted), then the callback with exactly the requested gas.
+    function _deliver(Request memory req, uint8 status, bytes calldata result, address signer) private {
         delete commitments[req.requestId];
         (bool ok, uint256 gasUsed) =
             _callWithExactGas(req.requestId, req.callbackGasLimit, req.requester, _callbackData(req, status, result));
