@@ -203,7 +203,7 @@ def test_original_mined_after_its_replacement_settles_the_requests(local: LocalS
             db_path=tmp_path / "relayer.sqlite",
             start_block=head(local) + 1,
             retry_delay=0.0,
-            replace_after=0.3,
+            replace_after=2.0,  # long enough that the first pass cannot replace its own transaction
         )
     )
     rpc(local, "evm_setAutomine", False)
@@ -214,7 +214,7 @@ def test_original_mined_after_its_replacement_settles_the_requests(local: LocalS
         (original,) = relayer.store.open_transactions()
         swallowed: list[str] = []
         relayer.submitter.broadcast = lambda raw, tx_hash: swallowed.append(tx_hash)  # type: ignore[method-assign]
-        time.sleep(0.4)
+        time.sleep(2.1)
         relayer.tick()
         versions = relayer.store.versions_of(original.sender or "", original.nonce)
         assert len(versions) == 2 and versions[0].tx_hash == original.tx_hash
