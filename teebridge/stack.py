@@ -69,6 +69,9 @@ class LocalStack:
     relayer_url: str = field(init=False, default="")
     """The relayer's operator endpoint: /metrics, /health, and secret uploads forwarded to the coprocessor."""
     _own_workdir: bool = field(init=False, default=False)
+    _relayers: list[Child] = field(init=False, default_factory=list)
+    """Every relayer process :meth:`start_relayer` started: :meth:`stop` stops them all, so none outlives the
+    stack (a test's extra relayer that it forgot to stop, or one left by a failing test)."""
 
     def start(self) -> LocalStack:
         """Bring everything up; on any failure, stop what was started and re-raise."""
@@ -159,7 +162,7 @@ class LocalStack:
         assert self.workdir is not None
         if not self.relayer_url:
             self.relayer_url = f"http://127.0.0.1:{free_port()}"
-        return Child(
+        child = Child(
             "relayer",
             python_module(
                 "relayer",
@@ -186,6 +189,8 @@ class LocalStack:
                 **(extra_env or {}),
             },
         ).start()
+        self._relayers.append(child)
+        return child
 
     def _start_feeds(self, owner: ChainClient) -> None:
         assert self.workdir is not None
@@ -251,8 +256,7 @@ class LocalStack:
         """Stop the relayer, the coprocessor and anvil (in that order); remove a temporary workdir."""
         if getattr(self, "_walk_stop", None) is not None:
             self._walk_stop.set()
-        for name in ("feeder", "relayer", "coprocessor"):
-            child = getattr(self, name, None)
+        for child in (self.feeder, *self._relayers, self.coprocessor if hasattr(self, "coprocessor") else None):
             if child is not None:
                 child.stop()
         if getattr(self, "price_replay", None) is not None:
