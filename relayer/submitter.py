@@ -48,7 +48,7 @@ from relayer.store import (
     StoredRequest,
     StoredTransaction,
 )
-from verifier.protocol import MAX_PACKED_RESULT, Domain, batch_digest, pack_item
+from verifier.protocol import MAX_PACKED_RESULT, Domain, batch_digest, pack_items
 from verifier.signed_result import SignedResult
 from verifier.signing import SignatureError, recover_signer, to_compact
 
@@ -339,7 +339,7 @@ class Submitter:
         results = [signed for _, signed in batch]
         signature = self._batch_signature(results)
         if signature is not None:
-            items = b"".join(pack_item(stored.request(), signed.status, signed.result) for stored, signed in batch)
+            items = pack_items((stored.request(), signed.status, signed.result) for stored, signed in batch)
             r, vs = to_compact(signature)
             return self.router.functions.fulfillBatchSigned(items, results[0].measurement, r, vs)
         return self.router.functions.fulfillBatch([signed.call_args(stored.request()) for stored, signed in batch])

@@ -17,7 +17,7 @@ from web3.types import TxReceipt
 
 from relayer.chain import ChainClient
 from verifier.hashing import keccak256
-from verifier.protocol import Domain, Request, Status, batch_digest, fulfillment_for, pack_item
+from verifier.protocol import Domain, Request, Status, batch_digest, fulfillment_for, pack_items
 from verifier.signed_result import SignedResult
 from verifier.signing import address_of_private_key, sign_digest, to_compact
 
@@ -61,7 +61,7 @@ class DevEnclave:
         status)`` answers, signed as one ``FulfillmentBatch``."""
         fulfillments = [fulfillment_for(r, status, result, self.measurement) for r, result, status in answers]
         r, vs = to_compact(sign_digest(self.key, batch_digest(fulfillments, domain)))
-        items = b"".join(pack_item(request, status, result) for request, result, status in answers)
+        items = pack_items((request, status, result) for request, result, status in answers)
         return items, self.measurement, r, vs
 
 

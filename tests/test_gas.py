@@ -29,8 +29,9 @@ MAX_REPLAYED_FULFILL = 40_000
 MAX_BATCH_10_PER_ITEM = 95_700
 
 #: fulfillBatchSigned of 50 TrivialConsumer callbacks (one 32-byte store each), gasUsed / 50, callback
-#: included (measured 32,497; fulfillBatch with one signature per item: 40,508). Issue 6's target is 30,000.
-MAX_BATCH_SIGNED_50_TRIVIAL_PER_ITEM = 33_000
+#: included: issue 6's target (measured 29,884 by ``python -m bench.gas``; fulfillBatch with one signature per
+#: item: 40,508). Not 5% above the measurement like the others: the target itself is the bound.
+MAX_BATCH_SIGNED_50_TRIVIAL_PER_ITEM = 30_000
 
 #: TrivialConsumer.send -> Router.request with a 64-byte input (measured 59,846-59,858): issue 6's target.
 MAX_REQUEST_VIA_TRIVIAL_64B = 60_000
@@ -106,7 +107,7 @@ def test_fulfill_batch_signed_of_50_trivial_callbacks_gas_per_item(stack: Stack)
     assert len(events) == 50 and all(e["args"]["callbackSucceeded"] for e in events)
     assert trivial.functions.results(answers[49][0].request_id).call() == keccak256(bytes([49]))
     per_item = receipt["gasUsed"] / 50
-    assert per_item <= MAX_BATCH_SIGNED_50_TRIVIAL_PER_ITEM, per_item
+    assert per_item < MAX_BATCH_SIGNED_50_TRIVIAL_PER_ITEM, per_item
 
 
 def test_request_with_a_64_byte_input_via_a_consumer_is_under_60k(stack: Stack) -> None:

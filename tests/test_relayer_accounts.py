@@ -52,9 +52,14 @@ def ready(child: Child) -> Child:
 
 
 def submitters(stream: Stream) -> Counter[str]:
-    """How many fulfilments each account submitted (the ``submitter`` of each ``Fulfilled`` event)."""
+    """How many fulfilments each account submitted (the sender of the transaction of each ``Fulfilled`` event)."""
     logs = stream.router.events.Fulfilled().get_logs(from_block=stream.start_block)
-    return Counter(e["args"]["submitter"].lower() for e in logs)
+    senders: dict[bytes, str] = {}
+    for e in logs:
+        tx_hash = bytes(e["transactionHash"])
+        if tx_hash not in senders:
+            senders[tx_hash] = stream.router.w3.eth.get_transaction(tx_hash)["from"].lower()
+    return Counter(senders[bytes(e["transactionHash"])] for e in logs)
 
 
 def addresses(keys: list[str]) -> list[str]:

@@ -6,16 +6,19 @@ import pytest
 from web3.logs import DISCARD
 
 from teebridge.registration import approve_jobs
+from teebridge.testkit import requested_in
 from tests.helpers import ECHO_JOB, DevEnclave, Stack, assert_reverts_with, register, router_as, send_request
 from verifier.envelope import plain
 from verifier.hashing import keccak256
 from verifier.protocol import (
-    PACKED_ITEM_HEADER,
+    PACKED_ITEM_FULL_HEADER,
+    SAME_JOB,
+    SAME_REQUESTER,
     Domain,
     Request,
     batch_digest,
     fulfillment_for,
-    pack_item,
+    pack_items,
     unpack_items,
 )
 
@@ -64,7 +67,8 @@ def test_router_batch_digest_and_packing_match_python(stack: Stack) -> None:
     requests = _requests(stack, 3)
     measurement = keccak256(b"m")
     fulfillments = [fulfillment_for(r, i, b"r%d" % i, measurement) for i, r in enumerate(requests)]
-    items = b"".join(pack_item(r, i, b"r%d" % i) for i, r in enumerate(requests))
+    items = pack_items((r, i, b"r%d" % i) for i, r in enumerate(requests))
+    assert items[0] == 0 and items[PACKED_ITEM_FULL_HEADER + 2] == SAME_REQUESTER | SAME_JOB  # one consumer, one job
     assert stack.router.functions.fulfillmentBatchDigest(items, measurement).call() == batch_digest(
         fulfillments, stack.domain
     )
@@ -81,13 +85,13 @@ def test_a_batch_the_enclave_did_not_sign_delivers_nothing(stack: Stack, tamper:
     answers = [(r, b"ok", 0) for r in requests]
     items, measurement, r, vs = enclave.sign_batch(answers, stack.domain)
     if tamper == "result":
-        items = b"".join(pack_item(q, 0, b"ok" if i else b"no") for i, q in enumerate(requests))
+        items = pack_items((q, 0, b"ok" if i else b"no") for i, q in enumerate(requests))
     elif tamper == "status":
-        items = b"".join(pack_item(q, 1 if i == 2 else 0, b"ok") for i, q in enumerate(requests))
+        items = pack_items((q, 1 if i == 2 else 0, b"ok") for i, q in enumerate(requests))
     elif tamper == "drop":
-        items = b"".join(pack_item(q, 0, b"ok") for q in requests[:2])
+        items = pack_items((q, 0, b"ok") for q in requests[:2])
     elif tamper == "reorder":
-        items = b"".join(pack_item(q, 0, b"ok") for q in reversed(requests))
+        items = pack_items((q, 0, b"ok") for q in reversed(requests))
     elif tamper == "other-chain":
         _, _, r, vs = enclave.sign_batch(answers, Domain(1, stack.router.address))
     elif tamper == "unregistered":
@@ -160,9 +164,13 @@ def test_malformed_and_malleable_batches_revert(stack: Stack) -> None:
     items, measurement, r, vs = enclave.sign_batch([(request, b"ok", 0)], stack.domain)
     router = router_as(stack, stack.relayer)
     sender = stack.relayer.address
-    for bad in (b"", items[: PACKED_ITEM_HEADER - 1], items[:-1], items + b"\x00"):
+    unknown_flag = b"\x04" + items[1:]
+    same_on_first = bytes([SAME_JOB]) + items[1:]  # the first item has no previous one to repeat
+    for bad in (b"", items[: PACKED_ITEM_FULL_HEADER - 1], items[:-1], items + b"\x00", unknown_flag, same_on_first):
         call = router.functions.fulfillBatchSigned(bad, measurement, r, vs)
         assert_reverts_with(call, sender, "MalformedBatch(uint256)")
+        with pytest.raises(ValueError):
+            unpack_items(bad)
     # an s above n/2 is the malleable twin of a valid signature: refused before ecrecover
     half_n = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
     call = router.functions.fulfillBatchSigned(items, measurement, r, (half_n + 1).to_bytes(32, "big"))
@@ -181,3 +189,52 @@ def test_packed_items_round_trip_with_empty_and_long_results(stack: Stack) -> No
     assert len(delivered) == 3
     for q, x in zip(requests, results, strict=True):
         assert stack.consumer.functions.answerOf(q.request_id).call() == [True, 0, x]
+
+
+def _flags(items: bytes) -> list[int]:
+    """Each packed item's flags byte, found by walking the layout of docs/protocol.md 7.1."""
+    flags, pos = [], 0
+    while pos < len(items):
+        f = items[pos]
+        flags.append(f)
+        pos += 1 + 32 + (0 if f & SAME_REQUESTER else 20) + (0 if f & SAME_JOB else 32) + 32 + 4 + 12 + 8 + 1
+        pos += 2 + int.from_bytes(items[pos : pos + 2], "big")
+    return flags
+
+
+def test_items_from_several_requesters_and_jobs_reach_their_own_callbacks(stack: Stack) -> None:
+    """The SAME_REQUESTER / SAME_JOB flags only ever repeat the previous item's field: a batch that switches
+    requester and job between items delivers each result to its own requester, and asks the registry per job."""
+    enclave = DevEnclave.random()
+    register(stack, enclave, jobs=(ECHO_JOB, OTHER_JOB))
+    via_consumer = _requests(stack, 2)
+    receipt = stack.user.send(router_as(stack, stack.user).functions.request(OTHER_JOB, plain(b"eoa"), 50_000, 600))
+    eoa_request, _ = requested_in(stack.router, receipt)
+    (other_job,) = _requests(stack, 1, job=OTHER_JOB)
+    order = [via_consumer[0], eoa_request, via_consumer[1], other_job]
+    answers = [(q, b"answer %d" % i, 0) for i, q in enumerate(order)]
+    items, measurement, r, vs = enclave.sign_batch(answers, stack.domain)
+    # consumer/echo, EOA/other, consumer/echo, consumer/other: only the last repeats a field (the requester)
+    assert _flags(items) == [0, 0, 0, SAME_REQUESTER]
+    receipt, delivered, skipped = _send(stack, (items, measurement, r, vs))
+    assert delivered == [q.request_id for q in order] and not skipped
+    outcome = {
+        bytes(e["args"]["requestId"]): e["args"]["callbackSucceeded"]
+        for e in stack.router.events.Fulfilled().process_receipt(receipt)
+    }
+    assert outcome[eoa_request.request_id] is False  # an account without code: a failed callback, nothing called
+    for i, q in enumerate(order):
+        if q is not eoa_request:
+            assert outcome[q.request_id] is True
+            assert stack.consumer.functions.answerOf(q.request_id).call() == [True, 0, b"answer %d" % i]
+
+
+def test_a_batch_of_one_consumer_and_one_job_carries_each_only_once(stack: Stack) -> None:
+    enclave = DevEnclave.random()
+    register(stack, enclave)
+    requests = _requests(stack, 3)
+    items, measurement, r, vs = enclave.sign_batch([(q, b"ok", 0) for q in requests], stack.domain)
+    assert _flags(items) == [0, SAME_REQUESTER | SAME_JOB, SAME_REQUESTER | SAME_JOB]
+    assert len(items) == PACKED_ITEM_FULL_HEADER + 2 * (PACKED_ITEM_FULL_HEADER - 52) + 3 * 2
+    _, delivered, _ = _send(stack, (items, measurement, r, vs))
+    assert delivered == [q.request_id for q in requests]

@@ -7,6 +7,7 @@ is the normative text; the tests hold the two to each other).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -25,8 +26,12 @@ EIP712_DOMAIN_TYPEHASH = keccak256(EIP712_DOMAIN_TYPE.encode())
 FULFILLMENT_TYPEHASH = keccak256(FULFILLMENT_TYPE.encode())
 FULFILLMENT_BATCH_TYPEHASH = keccak256(FULFILLMENT_BATCH_TYPE.encode())
 
-PACKED_ITEM_HEADER = 143
-"""Bytes before the result in one packed item of ``Router.fulfillBatchSigned`` (see :func:`pack_item`)."""
+SAME_REQUESTER = 1
+"""Packed item flag: the item omits ``requester``, it is the previous item's (``Router.SAME_REQUESTER``)."""
+SAME_JOB = 2
+"""Packed item flag: the item omits ``jobId``, it is the previous item's (``Router.SAME_JOB``)."""
+PACKED_ITEM_FULL_HEADER = 144
+"""Bytes before the result in a packed item that carries every field (no flags set; see :func:`pack_item`)."""
 MAX_PACKED_RESULT = 2**16 - 1
 """The longest result a packed item can carry (its length field is two bytes)."""
 
@@ -241,20 +246,26 @@ def batch_digest(fulfillments: list[Fulfillment] | tuple[Fulfillment, ...], doma
     return keccak256(b"\x19\x01" + domain.separator() + batch_struct_hash(fulfillments))
 
 
-def pack_item(request: Request, status: int, result: bytes) -> bytes:
-    """One item of ``Router.fulfillBatchSigned``'s packed ``items`` (docs/protocol.md, section 6).
+def pack_item(request: Request, status: int, result: bytes, previous: Request | None = None) -> bytes:
+    """One item of ``Router.fulfillBatchSigned``'s packed ``items`` (docs/protocol.md, section 7.1).
 
-    ``requestId (32) | requester (20) | jobId (32) | inputHash (32) | callbackGasLimit (4) | fee (12) |
-    expiry (8) | status (1) | result length (2) | result``.
+    ``flags (1) | requestId (32) | requester (20) | jobId (32) | inputHash (32) | callbackGasLimit (4) |
+    fee (12) | expiry (8) | status (1) | result length (2) | result``, where ``requester`` is left out (flag
+    :data:`SAME_REQUESTER`) when it equals ``previous``'s, and ``jobId`` likewise (flag :data:`SAME_JOB`).
+    ``previous`` is the request of the item packed just before this one (None for the first item).
     """
     if not 0 <= status <= 255:
         raise ValueError("status is a uint8")
     if len(result) > MAX_PACKED_RESULT:
         raise ValueError(f"a packed item carries at most {MAX_PACKED_RESULT} result bytes, not {len(result)}")
+    same_requester = previous is not None and address_bytes(previous.requester) == address_bytes(request.requester)
+    same_job = previous is not None and previous.job_id == request.job_id
+    flags = (SAME_REQUESTER if same_requester else 0) | (SAME_JOB if same_job else 0)
     return (
-        request.request_id
-        + address_bytes(request.requester)
-        + request.job_id
+        bytes([flags])
+        + request.request_id
+        + (b"" if same_requester else address_bytes(request.requester))
+        + (b"" if same_job else request.job_id)
         + request.input_hash
         + request.callback_gas_limit.to_bytes(4, "big")
         + request.fee.to_bytes(12, "big")
@@ -263,6 +274,16 @@ def pack_item(request: Request, status: int, result: bytes) -> bytes:
         + len(result).to_bytes(2, "big")
         + result
     )
+
+
+def pack_items(answers: Iterable[tuple[Request, int, bytes]]) -> bytes:
+    """``Router.fulfillBatchSigned``'s ``items`` for ``(request, status, result)`` answers, in order."""
+    packed = bytearray()
+    previous: Request | None = None
+    for request, status, result in answers:
+        packed += pack_item(request, status, result, previous)
+        previous = request
+    return bytes(packed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,29 +295,51 @@ class PackedItem:
     result: bytes
 
 
+class _ItemReader:
+    """Reads the fields of packed items one after the other, refusing to read past the end."""
+
+    def __init__(self, items: bytes) -> None:
+        self.items = items
+        self.pos = 0
+        self.item_start = 0
+
+    def take(self, n: int) -> bytes:
+        field = self.items[self.pos : self.pos + n]
+        if len(field) != n:
+            raise ValueError(f"packed item at byte {self.item_start} is truncated")
+        self.pos += n
+        return field
+
+    def number(self, n: int) -> int:
+        return int.from_bytes(self.take(n), "big")
+
+
 def unpack_items(items: bytes) -> list[PackedItem]:
-    """Decode packed ``items`` (the inverse of :func:`pack_item`, concatenated); raises ValueError if malformed."""
+    """Decode packed ``items`` (the inverse of :func:`pack_items`); raises ValueError if malformed."""
     out: list[PackedItem] = []
-    pos = 0
-    while pos < len(items):
-        head = items[pos : pos + PACKED_ITEM_HEADER]
-        if len(head) < PACKED_ITEM_HEADER:
-            raise ValueError(f"packed item at byte {pos} is truncated")
-        length = int.from_bytes(head[141:143], "big")
-        result = items[pos + PACKED_ITEM_HEADER : pos + PACKED_ITEM_HEADER + length]
-        if len(result) != length:
-            raise ValueError(f"packed item at byte {pos} is truncated")
+    reader = _ItemReader(items)
+    previous: Request | None = None
+    while reader.pos < len(items):
+        reader.item_start = reader.pos
+        flags = reader.number(1)
+        if flags & ~(SAME_REQUESTER | SAME_JOB) or (flags and previous is None):
+            raise ValueError(f"packed item at byte {reader.item_start} has flags {flags:#04x}, which it cannot have")
+        request_id = reader.take(32)
+        requester = previous.requester if previous and flags & SAME_REQUESTER else to_checksum_address(reader.take(20))
+        job_id = previous.job_id if previous and flags & SAME_JOB else reader.take(32)
         request = Request(
-            request_id=head[0:32],
-            requester=to_checksum_address(head[32:52]),
-            job_id=head[52:84],
-            input_hash=head[84:116],
-            callback_gas_limit=int.from_bytes(head[116:120], "big"),
-            fee=int.from_bytes(head[120:132], "big"),
-            expiry=int.from_bytes(head[132:140], "big"),
+            request_id=request_id,
+            requester=requester,
+            job_id=job_id,
+            input_hash=reader.take(32),
+            callback_gas_limit=reader.number(4),
+            fee=reader.number(12),
+            expiry=reader.number(8),
         )
-        out.append(PackedItem(request, head[140], result))
-        pos += PACKED_ITEM_HEADER + length
+        status = reader.number(1)
+        result = reader.take(reader.number(2))
+        out.append(PackedItem(request, status, result))
+        previous = request
     if not out:
         raise ValueError("a batch has at least one item")
     return out

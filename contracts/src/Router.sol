@@ -54,8 +54,12 @@ contract Router is IRouter {
         "FulfillmentBatch(Fulfillment[] fulfillments)"
         "Fulfillment(bytes32 requestId,bytes32 commitment,uint8 status,bytes32 resultHash,bytes32 measurement)"
     );
-    /// @notice Bytes before the result in one packed item of {fulfillBatchSigned} (docs/protocol.md, 6).
-    uint256 public constant PACKED_ITEM_HEADER = 143;
+    /// @notice Packed item flag of {fulfillBatchSigned}: the item omits `requester`, it is the previous item's.
+    uint8 public constant SAME_REQUESTER = 1;
+    /// @notice Packed item flag of {fulfillBatchSigned}: the item omits `jobId`, it is the previous item's.
+    uint8 public constant SAME_JOB = 2;
+    /// @dev The shortest packed item: flags, requestId, inputHash, the 27-byte word, an empty result.
+    uint256 private constant _PACKED_ITEM_MIN = 92;
     bytes32 private constant _DOMAIN_TYPEHASH =
         keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)");
     bytes32 private constant _NAME_HASH = keccak256("teebridge");
@@ -104,13 +108,10 @@ contract Router is IRouter {
         bytes input
     );
     /// @notice A fulfilment was accepted; the callback's outcome is recorded here, not in a revert.
+    /// @dev The submitter, who is paid the fee, is the caller of the fulfil function (the transaction's sender
+    ///      for a relayer): it is not repeated in every item's event.
     event Fulfilled(
-        bytes32 indexed requestId,
-        address indexed signer,
-        address indexed submitter,
-        uint8 status,
-        bool callbackSucceeded,
-        uint256 callbackGasUsed
+        bytes32 indexed requestId, address indexed signer, uint8 status, bool callbackSucceeded, uint256 callbackGasUsed
     );
     /// @notice A fulfilment was not delivered; `reason` is one of the SKIP_* constants.
     event FulfillmentSkipped(bytes32 indexed requestId, uint8 reason);
@@ -232,11 +233,14 @@ contract Router is IRouter {
         external
         returns (uint256 delivered)
     {
-        Request memory req;
-        address signer = _recover(_batchDigest(items, measurement, req), r, vs);
+        (bytes32 digest, uint256 commitmentsAt) = _batchDigest(items, measurement);
+        address signer = _recover(digest, r, vs);
         if (signer == address(0)) revert InvalidBatchSignature();
+        uint256 frame = _deliveryFrame(signer, measurement);
         uint256 fees;
-        (delivered, fees) = _deliverPackedItems(items, measurement, signer, req);
+        (delivered, fees) = _deliverPackedItems(items, commitmentsAt, frame);
+        bytes32 starved = _starved(frame);
+        if (starved != 0) revert InsufficientGasForCallback(starved);
         _pay(msg.sender, fees);
     }
 
@@ -288,10 +292,9 @@ contract Router is IRouter {
     /// @notice The EIP-712 digest an enclave signs for a batch given as {fulfillBatchSigned}'s packed items.
     /// @param items The packed items.
     /// @param measurement The signer's measurement.
-    /// @return The digest.
-    function fulfillmentBatchDigest(bytes calldata items, bytes32 measurement) external view returns (bytes32) {
-        Request memory req;
-        return _batchDigest(items, measurement, req);
+    /// @return digest The digest.
+    function fulfillmentBatchDigest(bytes calldata items, bytes32 measurement) external view returns (bytes32 digest) {
+        (digest,) = _batchDigest(items, measurement);
     }
 
     // ------------------------------------------------------------------ internals
@@ -352,34 +355,140 @@ contract Router is IRouter {
         if (!ok) revert PaymentFailed(to, amount);
     }
 
-    /// @dev The checks and deliveries of {fulfillBatchSigned} once its signature is known good.
-    function _deliverPackedItems(bytes calldata items, bytes32 measurement, address signer, Request memory req)
+    /// @dev The checks and deliveries of {fulfillBatchSigned} once its signature is known good: for each item,
+    ///      the checks of {_checkPending} (against the commitment {_batchDigest} already computed), the registry
+    ///      (asked once per run of items with the same job), then the effects and the callback of {_deliver}.
+    ///      Written in assembly because it runs once per item: no memory is allocated in the loop and the
+    ///      packed fields are read straight from calldata. `items` was validated by {_batchDigest}; `frame` is
+    ///      {_deliveryFrame}'s.
+    function _deliverPackedItems(bytes calldata items, uint256 commitmentsAt, uint256 frame)
         private
         returns (uint256 delivered, uint256 fees)
     {
-        bytes32 lastJob; // the job of the last registry check and its answer: batches are mostly one job
-        uint256 lastJobAnswer; // 0: none yet, 1: authorized, 2: not authorized
-        uint8 status;
-        bytes calldata result;
-        for (uint256 pos; pos < items.length;) {
-            (status, result, pos) = _readItem(items, pos, req);
-            (uint8 skip,) = _checkPending(req);
-            if (skip == 0) {
-                if (lastJobAnswer == 0 || req.jobId != lastJob) {
-                    lastJob = req.jobId;
-                    lastJobAnswer = registry.isAuthorized(signer, req.jobId, measurement) ? 1 : 2;
+        assembly ("memory-safe") {
+            let end := add(items.offset, items.length)
+            for { let item := items.offset } lt(item, end) { commitmentsAt := add(commitmentsAt, 0x20) } {
+                let requestId := calldataload(add(item, 1))
+                {
+                    let flags := byte(0, calldataload(item))
+                    item := add(item, 33)
+                    if iszero(and(flags, SAME_REQUESTER)) {
+                        mstore(add(frame, 0x1c0), shr(96, calldataload(item)))
+                        item := add(item, 20)
+                    }
+                    if iszero(and(flags, SAME_JOB)) {
+                        mstore(add(frame, 0x1e0), calldataload(item))
+                        item := add(item, 32)
+                    }
                 }
-                if (lastJobAnswer != 1) skip = SKIP_UNAUTHORIZED_SIGNER;
+                // `item` now points at inputHash (32), then: gas (4) | fee (12) | expiry (8) | status (1) | length (2)
+                let word := calldataload(add(item, 32))
+                mstore(0x00, requestId)
+                mstore(0x20, commitments.slot)
+                let slot := keccak256(0x00, 0x40)
+                let skip := SKIP_NOT_PENDING
+                {
+                    let stored := sload(slot)
+                    if stored {
+                        skip := SKIP_COMMITMENT_MISMATCH
+                        if eq(stored, mload(commitmentsAt)) {
+                            skip := SKIP_EXPIRED
+                            if iszero(gt(timestamp(), and(shr(64, word), 0xffffffffffffffff))) {
+                                let jobId := mload(add(frame, 0x1e0))
+                                if or(iszero(mload(add(frame, 0x100))), iszero(eq(jobId, mload(add(frame, 0xe0))))) {
+                                    // The first job, or a new one: ask the registry.
+                                    mstore(add(frame, 0xe0), jobId)
+                                    mstore(add(frame, 0x144), jobId)
+                                    let registryAddress := mload(add(frame, 0xc0))
+                                    if iszero(staticcall(gas(), registryAddress, add(frame, 0x120), 0x64, 0x00, 0x20)) {
+                                        returndatacopy(frame, 0, returndatasize())
+                                        revert(frame, returndatasize())
+                                    }
+                                    let authorized := and(gt(returndatasize(), 0x1f), eq(mload(0x00), 1))
+                                    mstore(add(frame, 0x100), add(1, mul(SKIP_UNAUTHORIZED_SIGNER, iszero(authorized))))
+                                }
+                                skip := sub(mload(add(frame, 0x100)), 1)
+                            }
+                        }
+                    }
+                }
+                switch skip
+                case 0 {
+                    sstore(slot, 0)
+                    let out := frame // the event data; a copy near the top of the stack
+                    let requester := mload(add(out, 0x1c0))
+                    mstore(add(out, 0x20), 0) // callbackSucceeded
+                    mstore(add(out, 0x40), 0) // callbackGasUsed
+                    if extcodesize(requester) {
+                        // abi.encodeCall(ITeeBridgeConsumer.handleFulfillment, (requestId, status, result))
+                        let length := and(shr(40, word), 0xffff)
+                        let data := add(out, 0x200)
+                        let size := add(0x84, and(add(length, 31), not(31)))
+                        mstore(add(data, sub(size, 0x20)), 0) // the last word's padding
+                        mstore(add(data, 0x04), requestId)
+                        mstore(add(data, 0x24), byte(24, word))
+                        mstore(add(data, 0x44), 0x60)
+                        mstore(add(data, 0x64), length)
+                        calldatacopy(add(data, 0x84), add(item, 59), length)
+                        // Exactly the requested gas, checked just before the CALL (as {_callWithExactGas}).
+                        let gasLimit := shr(224, word)
+                        let available := sub(gas(), _GAS_FOR_CALL_EXACT_CHECK)
+                        if or(lt(gas(), _GAS_FOR_CALL_EXACT_CHECK), iszero(gt(sub(available, div(available, 64)), gasLimit))) {
+                            mstore(add(out, 0x1a0), requestId) // starved: reverts after the loop
+                            break
+                        }
+                        let before := gas()
+                        mstore(add(out, 0x20), call(gasLimit, requester, 0, data, size, 0, 0))
+                        mstore(add(out, 0x40), sub(before, gas()))
+                    }
+                    mstore(out, byte(24, word))
+                    log3(out, 0x60, mload(add(out, 0x60)), requestId, mload(add(out, 0xa0)))
+                    fees := add(fees, and(shr(128, word), 0xffffffffffffffffffffffff))
+                    delivered := add(delivered, 1)
+                }
+                default {
+                    mstore(frame, skip)
+                    log2(frame, 0x20, mload(add(frame, 0x80)), requestId)
+                }
+                item := add(add(item, 59), and(shr(40, word), 0xffff))
             }
-            if (skip != 0) {
-                emit FulfillmentSkipped(req.requestId, skip);
-                continue;
-            }
-            _deliver(req, status, result, signer);
-            unchecked {
-                fees += req.fee;
-                ++delivered;
-            }
+        }
+    }
+
+    /// @dev Writes the memory frame {_deliverPackedItems} reuses for every item, above the free memory pointer
+    ///      (never allocated): 0x00 event data (status, callbackSucceeded, callbackGasUsed) | 0x60 Fulfilled's
+    ///      topic | 0x80 FulfillmentSkipped's topic | 0xa0 signer | 0xc0 registry | 0xe0 the job of the last
+    ///      registry answer | 0x100 that answer: 0 not asked yet, else 1 + the skip reason it gives (0 or
+    ///      SKIP_UNAUTHORIZED_SIGNER) |
+    ///      0x120 isAuthorized(signer, jobId, measurement) calldata (0x64 bytes) | 0x1a0 a request whose callback
+    ///      the transaction cannot give its gas to (0: none) | 0x1c0 the current item's requester | 0x1e0 its
+    ///      jobId (both kept for the next item's SAME_* flags) | 0x200 handleFulfillment calldata.
+    function _deliveryFrame(address signer, bytes32 measurement) private view returns (uint256 frame) {
+        address registryAddress = address(registry);
+        bytes32 fulfilledTopic = Fulfilled.selector;
+        bytes32 skippedTopic = FulfillmentSkipped.selector;
+        bytes4 isAuthorizedSelector = IEnclaveRegistry.isAuthorized.selector;
+        bytes4 callbackSelector = ITeeBridgeConsumer.handleFulfillment.selector;
+        assembly ("memory-safe") {
+            frame := mload(0x40)
+            mstore(add(frame, 0x60), fulfilledTopic)
+            mstore(add(frame, 0x80), skippedTopic)
+            mstore(add(frame, 0xa0), signer)
+            mstore(add(frame, 0xc0), registryAddress)
+            mstore(add(frame, 0x100), 0)
+            mstore(add(frame, 0x120), isAuthorizedSelector)
+            mstore(add(frame, 0x124), signer)
+            mstore(add(frame, 0x164), measurement)
+            mstore(add(frame, 0x1a0), 0)
+            mstore(add(frame, 0x200), callbackSelector)
+        }
+    }
+
+    /// @dev The request {_deliverPackedItems} stopped at because the transaction cannot give its callback the
+    ///      requested gas (0: none).
+    function _starved(uint256 frame) private pure returns (bytes32 requestId) {
+        assembly ("memory-safe") {
+            requestId := mload(add(frame, 0x1a0))
         }
     }
 
@@ -397,7 +506,7 @@ contract Router is IRouter {
         delete commitments[req.requestId];
         (bool ok, uint256 gasUsed) =
             _callWithExactGas(req.requestId, req.callbackGasLimit, req.requester, _callbackData(req, status, result));
-        emit Fulfilled(req.requestId, signer, msg.sender, status, ok, gasUsed);
+        emit Fulfilled(req.requestId, signer, status, ok, gasUsed);
     }
 
     /// @dev `abi.encodeCall(ITeeBridgeConsumer.handleFulfillment, (requestId, status, result))`, written above
@@ -423,73 +532,77 @@ contract Router is IRouter {
         }
     }
 
-    /// @dev Reads the packed item at `pos` of `items` into `req` (reused, so the loop allocates no memory)
-    ///      and returns its status, its result and the offset of the next item.
-    function _readItem(bytes calldata items, uint256 pos, Request memory req)
-        private
-        pure
-        returns (uint8 status, bytes calldata result, uint256 next)
-    {
-        uint256 resultStart = pos + PACKED_ITEM_HEADER;
-        if (resultStart > items.length) revert MalformedBatch(pos);
-        uint256 length;
-        assembly ("memory-safe") {
-            let p := add(items.offset, pos)
-            mstore(req, calldataload(p)) // requestId
-            mstore(add(req, 0x20), shr(96, calldataload(add(p, 32)))) // requester
-            mstore(add(req, 0x40), calldataload(add(p, 52))) // jobId
-            mstore(add(req, 0x60), calldataload(add(p, 84))) // inputHash
-            let t := calldataload(add(p, 116)) // gas (4) | fee (12) | expiry (8) | status (1) | length (2) | ...
-            mstore(add(req, 0x80), shr(224, t))
-            mstore(add(req, 0xa0), and(shr(128, t), 0xffffffffffffffffffffffff))
-            mstore(add(req, 0xc0), and(shr(64, t), 0xffffffffffffffff))
-            status := byte(24, t)
-            length := and(shr(40, t), 0xffff)
-        }
-        next = resultStart + length;
-        if (next > items.length) revert MalformedBatch(pos);
-        result = items[resultStart:next];
-    }
-
-    /// @dev EIP-712 digest of `FulfillmentBatch` over the packed items: the hash of the concatenated
-    ///      `hashStruct(Fulfillment)` of each item, in order. Writes only above the free memory pointer.
-    function _batchDigest(bytes calldata items, bytes32 measurement, Request memory req)
+    /// @dev EIP-712 digest of `FulfillmentBatch` over the packed items (the hash of the concatenated
+    ///      `hashStruct(Fulfillment)` of each item, in order), and the memory address where it left each item's
+    ///      commitment (one word per item, in order; allocated) for {_deliverPackedItems}. Reverts with
+    ///      {MalformedBatch} for an empty, truncated or over-long `items`.
+    function _batchDigest(bytes calldata items, bytes32 measurement)
         private
         view
-        returns (bytes32 digest)
+        returns (bytes32 digest, uint256 commitmentsAt)
     {
-        uint256 base;
+        bytes32 typeHash = FULFILLMENT_TYPEHASH;
+        uint256 hashesAt;
         uint256 count;
+        uint256 malformedAt = type(uint256).max;
         assembly ("memory-safe") {
-            base := mload(0x40)
-        }
-        uint8 status;
-        bytes calldata result;
-        for (uint256 pos; pos < items.length; ++count) {
-            (status, result, pos) = _readItem(items, pos, req);
-            bytes32 commitment = _commitment(req);
-            bytes32 typeHash = FULFILLMENT_TYPEHASH;
-            assembly ("memory-safe") {
-                // base + 32 * count holds this item's hashStruct; the six words after it are scratch.
-                let slot := add(base, shl(5, count))
-                let scratch := add(slot, 0x20)
-                calldatacopy(scratch, result.offset, result.length)
-                let resultHash := keccak256(scratch, result.length)
+            commitmentsAt := mload(0x40)
+            hashesAt := add(commitmentsAt, shl(5, div(items.length, _PACKED_ITEM_MIN))) // room for every item
+            let pre := add(hashesAt, sub(hashesAt, commitmentsAt)) // the Request struct's seven words
+            let scratch := add(pre, 0xe0) // hashStruct(Fulfillment)'s six words, and the result for its hash
+            let end := add(items.offset, items.length)
+            for { let item := items.offset } lt(item, end) { count := add(count, 1) } {
+                let start := item
+                let flags := byte(0, calldataload(item))
+                // Unknown flags, or SAME_* on the first item (there is no previous one): malformed.
+                if or(gt(flags, or(SAME_REQUESTER, SAME_JOB)), and(iszero(count), gt(flags, 0))) {
+                    malformedAt := sub(start, items.offset)
+                    break
+                }
+                mstore(pre, calldataload(add(item, 1))) // requestId
+                item := add(item, 33)
+                if iszero(and(flags, SAME_REQUESTER)) {
+                    mstore(add(pre, 0x20), shr(96, calldataload(item))) // requester
+                    item := add(item, 20)
+                }
+                if iszero(and(flags, SAME_JOB)) {
+                    mstore(add(pre, 0x40), calldataload(item)) // jobId
+                    item := add(item, 32)
+                }
+                mstore(add(pre, 0x60), calldataload(item)) // inputHash
+                let word := calldataload(add(item, 32)) // gas (4) | fee (12) | expiry (8) | status (1) | length (2)
+                mstore(add(pre, 0x80), shr(224, word)) // callbackGasLimit
+                mstore(add(pre, 0xa0), and(shr(128, word), 0xffffffffffffffffffffffff)) // fee
+                mstore(add(pre, 0xc0), and(shr(64, word), 0xffffffffffffffff)) // expiry
+                let length := and(shr(40, word), 0xffff)
+                item := add(item, 59) // the result
+                if gt(add(item, length), end) {
+                    malformedAt := sub(start, items.offset)
+                    break
+                }
+                // The commitment: keccak256 of the Request struct's seven words (as {_commitment}).
+                let commitment := keccak256(pre, 0xe0)
+                mstore(add(commitmentsAt, shl(5, count)), commitment)
+                // hashStruct(Fulfillment(requestId, commitment, status, keccak256(result), measurement))
+                calldatacopy(scratch, item, length)
+                mstore(add(scratch, 0x80), keccak256(scratch, length))
                 mstore(scratch, typeHash)
-                mstore(add(scratch, 0x20), mload(req))
+                mstore(add(scratch, 0x20), mload(pre))
                 mstore(add(scratch, 0x40), commitment)
-                mstore(add(scratch, 0x60), status)
-                mstore(add(scratch, 0x80), resultHash)
+                mstore(add(scratch, 0x60), byte(24, word))
                 mstore(add(scratch, 0xa0), measurement)
-                mstore(slot, keccak256(scratch, 0xc0))
+                mstore(add(hashesAt, shl(5, count)), keccak256(scratch, 0xc0))
+                item := add(item, length)
             }
+            if iszero(count) { malformedAt := 0 }
+            mstore(0x40, add(commitmentsAt, shl(5, count))) // keep the commitments, free the rest
         }
-        if (count == 0) revert MalformedBatch(0);
+        if (malformedAt != type(uint256).max) revert MalformedBatch(malformedAt);
         bytes32 batchTypeHash = FULFILLMENT_BATCH_TYPEHASH;
         bytes32 structHash;
         assembly ("memory-safe") {
             mstore(0x00, batchTypeHash)
-            mstore(0x20, keccak256(base, shl(5, count)))
+            mstore(0x20, keccak256(hashesAt, shl(5, count)))
             structHash := keccak256(0x00, 0x40)
         }
         digest = keccak256(abi.encodePacked("\x19\x01", domainSeparator(), structHash));
