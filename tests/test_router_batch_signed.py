@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from web3.exceptions import ContractCustomError, ContractLogicError
 from web3.logs import DISCARD
 
 from teebridge.registration import approve_jobs
@@ -238,3 +239,28 @@ def test_a_batch_of_one_consumer_and_one_job_carries_each_only_once(stack: Stack
     assert len(items) == PACKED_ITEM_FULL_HEADER + 2 * (PACKED_ITEM_FULL_HEADER - 52) + 3 * 2
     _, delivered, _ = _send(stack, (items, measurement, r, vs))
     assert delivered == [q.request_id for q in requests]
+
+
+def test_a_batch_that_cannot_give_a_callback_its_gas_reverts_whole(stack: Stack) -> None:
+    """Exact-gas callbacks: a submitter who sends too little gas cannot make a callback fail cheaply (and so
+    settle its request as a failed callback); the whole batch reverts and every request stays pending."""
+    enclave = DevEnclave.random()
+    register(stack, enclave)
+    burner, _ = stack.owner.deploy("GasBurningConsumer", stack.router.address)
+    (first,) = _requests(stack, 1)
+    starving, _ = send_request(stack, plain(b"burn"), consumer=burner, gas=500_000)
+    args = enclave.sign_batch([(first, b"ok", 0), (starving, b"ok", 0)], stack.domain)
+    call = router_as(stack, stack.relayer).functions.fulfillBatchSigned(*args)
+    with pytest.raises((ContractCustomError, ContractLogicError)) as info:
+        call.call({"from": stack.relayer.address, "gas": 400_000})
+    selector = keccak256(b"InsufficientGasForCallback(bytes32)")[:4]
+    assert str(getattr(info.value, "data", "")) == "0x" + (selector + starving.request_id).hex()
+    assert _pending(stack, first) and _pending(stack, starving)
+    # with the gas it asked for, the burner's callback gets all of it (and fails on its own)
+    receipt = stack.relayer.send(call, gas=1_000_000)
+    outcome = {
+        bytes(e["args"]["requestId"]): (e["args"]["callbackSucceeded"], e["args"]["callbackGasUsed"])
+        for e in stack.router.events.Fulfilled().process_receipt(receipt)
+    }
+    assert outcome[first.request_id][0] is True
+    assert outcome[starving.request_id][0] is False and outcome[starving.request_id][1] >= 500_000
