@@ -32,6 +32,7 @@ from starlette.requests import Request as HttpRequest
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from coprocessor.admin import AdminRefusedError, check_admin
 from coprocessor.attestation import Measure, QuoteProvider, TeeLocations, create_provider
 from coprocessor.batch_signing import ForeignItemError, sign_batch
 from coprocessor.config import CoprocessorConfig
@@ -146,13 +147,28 @@ class CoprocessorService:
             }
         )
 
-    async def rotate_keys(self, _request: HttpRequest) -> Response:
-        """``POST /v1/keys/rotate``: make (or return) the pending key set."""
+    def _refuse_non_admin(self, request: HttpRequest) -> Response | None:
+        """An error response unless this client may manage keys (``coprocessor.admin``)."""
+        client = request.client.host if request.client else None
+        try:
+            check_admin(self.config.admin_token, client, request.headers.get("authorization"))
+        except AdminRefusedError as exc:
+            log.warning("refused key management from %s: %s", client, exc)
+            headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+            return error(exc.status, str(exc), headers=headers)
+        return None
+
+    async def rotate_keys(self, request: HttpRequest) -> Response:
+        """``POST /v1/keys/rotate``: make (or return) the pending key set (admin only)."""
+        if (refused := self._refuse_non_admin(request)) is not None:
+            return refused
         pending = await run_in_threadpool(self.keys.begin_rotation)
         return JSONResponse({"pending": _key_set_json(pending)})
 
     async def activate_keys(self, request: HttpRequest) -> Response:
-        """``POST /v1/keys/activate`` with ``{"signer": pending signer, "retireAt": unix seconds}``."""
+        """``POST /v1/keys/activate`` with ``{"signer": pending signer, "retireAt": unix seconds}`` (admin only)."""
+        if (refused := self._refuse_non_admin(request)) is not None:
+            return refused
         try:
             body = json.loads(await request.body())
             signer = parse_address(body["signer"], "signer")

@@ -9,6 +9,8 @@ from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any
 
+from coprocessor.admin import MIN_ADMIN_TOKEN_LENGTH
+
 ENV_PREFIX = "TEEBRIDGE_COPROCESSOR_"
 DEFAULT_DATA_DIR = Path(".teebridge") / "coprocessor"
 MIB = 1024 * 1024
@@ -89,6 +91,9 @@ class CoprocessorConfig:
     models_dir: Path | None = None
     """Registered models for the ``ai.*`` jobs, one ``<model hash>/`` directory each (``teebridge models
     register``); None: ``data_dir/models``. The built-in MiniLM needs no registration."""
+    admin_token: str | None = dataclass_field(default=None, repr=False)
+    """Token that ``POST /v1/keys/rotate`` and ``/v1/keys/activate`` require (``Authorization: Bearer``), at
+    least 16 characters; None: those endpoints answer loopback clients only (``coprocessor.admin``)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
@@ -113,6 +118,8 @@ class CoprocessorConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_offchain_result_bytes < 0:
             raise ValueError(f"max_offchain_result_bytes must be 0 (off) or more, got {self.max_offchain_result_bytes}")
+        if self.admin_token is not None and len(self.admin_token) < MIN_ADMIN_TOKEN_LENGTH:
+            raise ValueError(f"admin_token must have at least {MIN_ADMIN_TOKEN_LENGTH} characters; short is guessable")
         self._check_price_settings()
 
     def _check_price_settings(self) -> None:
@@ -177,6 +184,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "price_max_age_seconds": int,
     "price_timeout_seconds": float,
     "models_dir": Path,
+    "admin_token": str,
 }
 
 

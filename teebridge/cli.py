@@ -77,7 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     gatekeeper_actions = (
         (gk_sub, "register", "check each coprocessor once"),
         (gk_sub, "run", "check them on a schedule"),
-        (keys_sub, "rotate", "fresh enclave keys, verified and registered; old HPKE keys kept until the old expiry"),
+        (
+            keys_sub,
+            "rotate",
+            "fresh enclave keys, verified and registered; old HPKE keys kept until the old expiry; a coprocessor "
+            "with an admin token wants it in TEEBRIDGE_COPROCESSOR_ADMIN_TOKEN",
+        ),
     )
     for parent, action, text in gatekeeper_actions:
         p = parent.add_parser(action, help=f"{text}; key in TEEBRIDGE_GATEKEEPER_KEY")
@@ -426,6 +431,7 @@ def _gatekeeper(args: argparse.Namespace) -> int:
 
 
 def _gatekeeper_service(args: argparse.Namespace) -> GatekeeperService:
+    from coprocessor.admin import ADMIN_TOKEN_VARIABLE
     from relayer.chain import ChainClient
     from teebridge.deploy import Deployment
     from teebridge.gatekeeper_service import GatekeeperService
@@ -475,6 +481,7 @@ def _gatekeeper_service(args: argparse.Namespace) -> GatekeeperService:
         renew_margin=args.renew_margin,
         check_interval=args.interval,
         endpoints=dict(zip(args.coprocessor, args.public_url, strict=False)),
+        admin_token=os.environ.get(ADMIN_TOKEN_VARIABLE) or None,
     )
 
 

@@ -76,9 +76,10 @@ class Rotation:
     """When the enclave destroys the old HPKE keys: the old registration's expiry."""
 
 
-def _post(url: str, body: dict[str, Any] | None, timeout: float) -> dict[str, Any]:
+def _post(url: str, body: dict[str, Any] | None, timeout: float, token: str | None = None) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else None
     try:
-        response = httpx.post(url, json=body, timeout=timeout)
+        response = httpx.post(url, json=body, timeout=timeout, headers=headers)
     except httpx.HTTPError as exc:
         raise RuntimeError(f"cannot reach {url}: {exc}") from exc
     if response.status_code != 200:
@@ -97,6 +98,8 @@ class GatekeeperService:
     renew_margin: int = 24 * 3600
     check_interval: float = 300.0
     endpoints: dict[str, str] = field(default_factory=dict)
+    admin_token: str | None = field(default=None, repr=False)
+    """The coprocessors' admin token for key rotation (``coprocessor.admin``); None: send none."""
     """Coprocessor URL (as in ``coprocessors``) -> the public URL relayers should use for it (recorded in the
     registry at registration; none recorded for a coprocessor not listed here)."""
     _chain_id: int = field(init=False)
@@ -165,12 +168,13 @@ class GatekeeperService:
         current = fetch_attestation(coprocessor_url, self._chain_id, self.registry_address)
         old_signer = to_checksum_address(current["signer"])
         _measurement, old_expiry, _revoked, _simulated, _key = self.registry.functions.signerInfo(old_signer).call()
-        _post(f"{base}/v1/keys/rotate", None, timeout)
+        _post(f"{base}/v1/keys/rotate", None, timeout, self.admin_token)
         doc = fetch_attestation(coprocessor_url, self._chain_id, self.registry_address, keys="pending")
         now = self.gatekeeper.w3.eth.get_block("latest")["timestamp"]
         registration = self.evaluate(doc, self._chain_id, self.registry_address, now)
         self._register(registration, self.endpoints.get(coprocessor_url))
-        _post(f"{base}/v1/keys/activate", {"signer": registration.signer, "retireAt": int(old_expiry)}, timeout)
+        retire = {"signer": registration.signer, "retireAt": int(old_expiry)}
+        _post(f"{base}/v1/keys/activate", retire, timeout, self.admin_token)
         log.info(
             "rotated %s: %s -> %s; old HPKE keys kept until %d",
             coprocessor_url,
