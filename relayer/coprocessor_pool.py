@@ -15,6 +15,15 @@ from the registry (``relayer.discovery``: replaced as a whole by :meth:`Coproces
 A discovered member is pinned to the signer the registry lists for its endpoint: if it ever answers with
 results signed by another key, those results are not used, the call fails over, and the member is refused
 until the registry lists another signer for that endpoint.
+
+A member whose key the registry no longer holds live (revoked, expired: ``relayer.signer_liveness``, learnt when
+the Router refuses one of its results) is given no more requests to execute: its results would be refused. The
+pool learns each member's key from its answers (a discovered member's is its pinned signer); results signed with
+an excluded key are thrown away and the call goes to the next member, without a cool-down (the member is fine, its
+key is not). A configured member holding an excluded key is asked ``GET /v1/health`` now and then
+(:data:`KEY_RECHECK_SECONDS`), so one restarted with a new key is used again. When no member is left with a live
+key the call fails with :class:`NoLiveSignerError` (retryable: the requests wait, and an enclave registered or
+discovered meanwhile takes them).
 """
 
 from __future__ import annotations
@@ -27,14 +36,29 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from relayer.coprocessor_client import CoprocessorClient, CoprocessorError
+from relayer.signer_liveness import SignerLiveness
 from relayer.store import StoredRequest
+from verifier.hexutil import to_checksum_address
 from verifier.signed_result import SignedResult
 
 log = logging.getLogger("teebridge.relayer.pool")
 
 BASE_COOLDOWN_SECONDS = 2.0
 MAX_COOLDOWN_SECONDS = 60.0
+#: Seconds between two ``GET /v1/health`` of a configured member whose key is excluded (was it given a new one?).
+KEY_RECHECK_SECONDS = 30.0
 T = TypeVar("T")
+
+
+class NoLiveSignerError(CoprocessorError):
+    """Every member of the pool holds a key the registry no longer accepts (or failed): nothing can execute now."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=True)
+
+
+class _StaleKeyError(Exception):
+    """A member answered with results signed by an excluded key (internal: the call moves to the next member)."""
 
 
 CONFIGURED = "configured"
@@ -51,13 +75,22 @@ class _Member:
     down_until: float = 0.0
     in_flight: int = 0
     removed: bool = False
+    holds: str | None = None
+    """The key it signed its last results with (or reported in ``/v1/health``), once known."""
+    recheck_at: float = 0.0
+    """When its ``/v1/health`` may be asked again while its key is excluded."""
 
 
 class CoprocessorPool:
     """Several coprocessors used as one; thread-safe."""
 
     def __init__(
-        self, urls: Sequence[str], *, discovery: bool = False, clock: Callable[[], float] = time.monotonic
+        self,
+        urls: Sequence[str],
+        *,
+        discovery: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+        liveness: SignerLiveness | None = None,
     ) -> None:
         if not urls and not discovery:
             raise ValueError("a coprocessor pool needs at least one URL (--coprocessor) or discovery (--discover)")
@@ -67,6 +100,9 @@ class CoprocessorPool:
         self._turn = 0
         self._refused: set[tuple[str, str]] = set()
         self._retired: list[_Member] = []
+        self.liveness = liveness
+        """The signers found not live; their members get no work (None: every member is used)."""
+        self._stale_warned: set[tuple[str, str]] = set()
 
     @property
     def urls(self) -> list[str]:
@@ -106,7 +142,11 @@ class CoprocessorPool:
 
     def execute(self, chain_id: int, router: str, requests: list[StoredRequest]) -> list[SignedResult]:
         """``POST /v1/execute`` on one member, failing over to the others (see the module docstring)."""
-        return self._call(lambda client: client.execute(chain_id, router, requests), check=self._pinned_signer)
+        return self._call(
+            lambda client: client.execute(chain_id, router, requests),
+            check=self._check_results,
+            skip=self._stale_key,
+        )
 
     def sign_batch(self, chain_id: int, router: str, results: list[SignedResult]) -> bytes | None:
         """One batch signature over ``results`` from the member whose key signed them; None if none can.
@@ -150,9 +190,16 @@ class CoprocessorPool:
                     "failures": m.failures,
                     "available_in_seconds": round(max(0.0, m.down_until - now), 3),
                     "in_flight": m.in_flight,
+                    "holds": m.signer or m.holds,
+                    "excluded": self._excluded_key(m),
                 }
                 for m in self._members
             ]
+
+    def live_members(self) -> int:
+        """How many members are not known to hold an excluded key (for ``/health``)."""
+        with self._lock:
+            return sum(1 for m in self._members if self._excluded_key(m) is None)
 
     def counts(self) -> dict[str, int]:
         """How many members came from each origin (``configured``, ``discovered``)."""
@@ -184,17 +231,31 @@ class CoprocessorPool:
             resting = sorted((m for m in self._members if m.down_until > now), key=lambda m: m.down_until)
         return healthy + resting
 
-    def _call(self, action: Callable[[CoprocessorClient], T], check: Callable[[_Member, T], None] | None = None) -> T:
+    def _call(
+        self,
+        action: Callable[[CoprocessorClient], T],
+        check: Callable[[_Member, T], None] | None = None,
+        skip: Callable[[_Member], str | None] | None = None,
+    ) -> T:
         failures: list[str] = []
+        stale: list[str] = []
         for member in self._ordered(take_turn=True):
             with self._lock:
                 if member.removed:
                     continue
+            why = skip(member) if skip is not None else None
+            if why is not None:
+                stale.append(f"{member.client.base_url}: {why}")
+                continue
+            with self._lock:
                 member.in_flight += 1
             try:
                 result = action(member.client)
                 if check is not None:
                     check(member, result)
+            except _StaleKeyError as exc:
+                stale.append(f"{member.client.base_url}: {exc}")
+                continue
             except CoprocessorError as exc:
                 if not exc.retryable:
                     raise
@@ -206,13 +267,67 @@ class CoprocessorPool:
                     member.in_flight -= 1
             self._succeeded(member)
             return result
+        if stale and not failures:
+            raise NoLiveSignerError("no coprocessor with a live key: " + "; ".join(stale))
         if not failures:
             raise CoprocessorError(
                 "no coprocessor in the pool: none configured (--coprocessor) and none discovered yet (--discover"
                 " keeps looking in the registry)",
                 retryable=True,
             )
-        raise CoprocessorError("every coprocessor failed: " + "; ".join(failures), retryable=True)
+        raise CoprocessorError("every coprocessor failed: " + "; ".join(failures + stale), retryable=True)
+
+    def _excluded_key(self, member: _Member) -> str | None:
+        """Why ``member``'s key (pinned or last seen) is excluded, or None (lock held or not: reads only)."""
+        key = member.signer or member.holds
+        if key is None or self.liveness is None:
+            return None
+        why = self.liveness.known_not_live(key)
+        return None if why is None else f"holds signer {key}, {why}"
+
+    def _stale_key(self, member: _Member) -> str | None:
+        """Why ``member`` must not execute now (it holds an excluded key); None if it may.
+
+        A configured member's key may have been replaced (the enclave restarted with a new one): its
+        ``/v1/health`` is asked at most every :data:`KEY_RECHECK_SECONDS`, and a new key lifts the exclusion.
+        """
+        why = self._excluded_key(member)
+        if why is None or member.signer is not None or self._clock() < member.recheck_at:
+            return why
+        member.recheck_at = self._clock() + KEY_RECHECK_SECONDS
+        try:
+            reported = to_checksum_address(str(member.client.health().get("signer", "")))
+        except (CoprocessorError, ValueError, TypeError):
+            return why
+        if member.holds is not None and reported.lower() != member.holds.lower():
+            log.info("coprocessor %s now holds signer %s (was %s)", member.client.base_url, reported, member.holds)
+            member.holds = reported
+        return self._excluded_key(member)
+
+    def _check_results(self, member: _Member, results: list[SignedResult]) -> None:
+        """Refuse results from a discovered member that signed with another key than its pinned one (the member is
+        dropped), or signed with an excluded key (the member is skipped from now on, its results thrown away)."""
+        self._pinned_signer(member, results)
+        if not results:
+            return
+        member.holds = results[-1].signer
+        if self.liveness is None:
+            return
+        stale = {r.signer: why for r in results if (why := self.liveness.known_not_live(r.signer)) is not None}
+        if not stale:
+            return
+        url = member.client.base_url
+        for signer, why in stale.items():
+            if (url, signer.lower()) not in self._stale_warned:
+                self._stale_warned.add((url, signer.lower()))
+                log.warning(
+                    "coprocessor %s signs with %s, which the registry no longer accepts (%s): it gets no more work;"
+                    " restart it with a new key and have the gatekeeper register it, or remove it",
+                    url,
+                    signer,
+                    why,
+                )
+        raise _StaleKeyError(", ".join(f"signed with {signer}, {why}" for signer, why in stale.items()))
 
     def _pinned_signer(self, member: _Member, results: list[SignedResult]) -> None:
         """A discovered member must sign with the key the registry lists for its endpoint; else refuse it."""

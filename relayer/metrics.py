@@ -235,6 +235,13 @@ class RelayerMetrics:
         self.discovery_refused = Gauge(
             r, p + "coprocessor_discovery_refused", "Endpoints of live signers left out (wrong key, unreachable)."
         )
+        self.reexecutions = Counter(
+            r,
+            p + "reexecutions_total",
+            "Results discarded because the registry no longer holds their signer live, and their requests executed"
+            " again, by why the signer is not live.",
+            ["reason"],
+        )
 
     def render(self) -> str:
         """The exposition served on ``/metrics``."""

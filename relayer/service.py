@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Sequence
@@ -18,13 +19,14 @@ from web3.logs import DISCARD
 from relayer.accounts import AccountPool, SubmitterAccount, parse_keys
 from relayer.chain import ChainClient
 from relayer.coprocessor_client import CoprocessorError
-from relayer.coprocessor_pool import CoprocessorPool
+from relayer.coprocessor_pool import CoprocessorPool, NoLiveSignerError
 from relayer.discovery import DiscoveryReport, RegistryDiscovery
 from relayer.health import HealthServer
 from relayer.metrics import RelayerMetrics
 from relayer.revert_reasons import describe_revert
 from relayer.rpc import FailoverProvider, split_urls
 from relayer.schedule import run_every
+from relayer.signer_liveness import SignerLiveness
 from relayer.store import (
     DEFAULT_LEASE_SECONDS,
     DELIVERED,
@@ -120,6 +122,8 @@ class RelayerConfig:
         return tuple(k for item in items for k in parse_keys(item, "the relayer keys"))
 
 
+#: Seconds between two warnings that no coprocessor holds a live key.
+NO_LIVE_SIGNER_WARNING_INTERVAL = 300.0
 #: A request's ``outcome`` holds this key (as JSON) once auto-cancel has acted on it.
 AUTO_CANCEL_KEY = "autoCancel"
 #: How many expired requests the auto-cancel stage looks at per pass.
@@ -142,6 +146,8 @@ def failure_reason(outcome: str) -> str:
     """A short, low-cardinality label for why a request ended ``failed`` (for the metrics)."""
     if outcome.startswith("coprocessor refused"):
         return "coprocessor_refused"
+    if outcome.startswith("re-executed"):
+        return "reexecutions_exhausted"
     if outcome.startswith("router refused"):
         return "router_" + outcome.rsplit(": ", 1)[-1].strip().replace(" ", "_")
     return "other"
@@ -187,14 +193,19 @@ class Relayer:
         self.confirmations = (
             default_confirmations(self.chain_id) if config.confirmations is None else config.confirmations
         )
+        registry = self.chain.contract("EnclaveRegistry", self.router.functions.registry().call())
+        self.liveness = SignerLiveness(registry)
+        """Signers the Router refused that the registry no longer holds live: their results are re-executed."""
+        self._no_live_signer_warned = -math.inf
         self.coprocessor = CoprocessorPool(
-            [u.strip() for u in config.coprocessor_url.split(",") if u.strip()], discovery=config.discover
+            [u.strip() for u in config.coprocessor_url.split(",") if u.strip()],
+            discovery=config.discover,
+            liveness=self.liveness,
         )
         self.discovery: RegistryDiscovery | None = None
         self._last_discovery: DiscoveryReport | None = None
         self._next_discovery = 0.0
         if config.discover:
-            registry = self.chain.contract("EnclaveRegistry", self.router.functions.registry().call())
             self.discovery = RegistryDiscovery(registry, start_block=config.start_block)
         self._count_members()
         self.watcher = Watcher(
@@ -219,7 +230,9 @@ class Relayer:
             ),
             self.accounts,
             batch_signer=lambda results: self.coprocessor.sign_batch(self.chain_id, self.router.address, results),
+            liveness=self.liveness,
         )
+        self.submitter.on_reexecute = lambda why: self.metrics.reexecutions.inc(reason=why.replace(" ", "_"))
 
     def close(self) -> None:
         """Stop the health server; release the database and HTTP connections."""
@@ -327,7 +340,10 @@ class Relayer:
                     self._retry(stored, str(exc))
                 else:
                     self.store.mark_final(stored.request_id, FAILED, f"coprocessor refused the request: {exc}")
-            log.warning("execute failed for %d request(s): %s", len(pending), exc)
+            if isinstance(exc, NoLiveSignerError):
+                self._warn_no_live_signer(len(pending), exc)
+            else:
+                log.warning("execute failed for %d request(s): %s", len(pending), exc)
             return 0
         done = 0
         for stored, signed in zip(pending, results, strict=True):
@@ -343,6 +359,22 @@ class Relayer:
                 continue
             done += 1
         return done
+
+    def _warn_no_live_signer(self, waiting: int, exc: NoLiveSignerError) -> None:
+        """Say (at most every :data:`NO_LIVE_SIGNER_WARNING_INTERVAL` seconds) that nothing can execute, and what
+        to do about it."""
+        now = time.monotonic()
+        if now - self._no_live_signer_warned < NO_LIVE_SIGNER_WARNING_INTERVAL:
+            return
+        self._no_live_signer_warned = now
+        then = "refunded by auto-cancel" if self.config.auto_cancel else "refundable with Router.cancel"
+        log.warning(
+            "%d request(s) wait: %s. Start a coprocessor with a live key and have the gatekeeper register it (or"
+            " --coprocessor/--discover one); requests still waiting at their expiry are closed as expired (%s)",
+            waiting,
+            exc,
+            then,
+        )
 
     def _retry(self, stored: StoredRequest, error: str) -> None:
         try:
@@ -588,6 +620,9 @@ class Relayer:
             problems.append(f"no successful pass for {age:.0f}s")
         if up is False:
             problems.append("coprocessor unreachable")
+        members = self.coprocessor.status()
+        if members and not any(m["excluded"] is None for m in members):
+            problems.append("no coprocessor holds a key the registry accepts (see excluded_signers)")
         warnings = []
         low = [a["address"] for a in accounts if a["low_balance"]]
         if accounts and len(low) == len(accounts):
@@ -610,7 +645,8 @@ class Relayer:
             "accounts": accounts,
             "coprocessor": self.config.coprocessor_url,
             "coprocessor_reachable": up,
-            "coprocessors": self.coprocessor.status(),
+            "coprocessors": members,
+            "excluded_signers": self.liveness.excluded(),
             "discovery": None
             if self.discovery is None
             else {

@@ -59,7 +59,8 @@ CREATE TABLE IF NOT EXISTS requests (
     seen_at            REAL NOT NULL,
     updated_at         REAL NOT NULL,
     lease_owner        TEXT,
-    lease_until        REAL NOT NULL DEFAULT 0
+    lease_until        REAL NOT NULL DEFAULT 0,
+    reexecutions       INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS requests_state ON requests (state, next_attempt_at);
 CREATE TABLE IF NOT EXISTS transactions (
@@ -87,7 +88,11 @@ CREATE TABLE IF NOT EXISTS leases (
 
 #: Columns added after the first release, with their SQLite definitions: an older database file gets them on open.
 ADDED_COLUMNS = {
-    "requests": {"lease_owner": "TEXT", "lease_until": "REAL NOT NULL DEFAULT 0"},
+    "requests": {
+        "lease_owner": "TEXT",
+        "lease_until": "REAL NOT NULL DEFAULT 0",
+        "reexecutions": "INTEGER NOT NULL DEFAULT 0",
+    },
     "transactions": {"sender": "TEXT", "lease_owner": "TEXT", "lease_until": "REAL NOT NULL DEFAULT 0"},
 }
 
@@ -102,6 +107,10 @@ FAILED = "failed"
 #: request id is logged again on the new chain, :meth:`SqlStore.record_scan` revives the row as ``pending``.
 ORPHANED = "orphaned"
 OPEN_STATES = (PENDING, EXECUTED, SUBMITTED)
+
+#: How many times one request is executed again because the Router refused its result's signer as no longer live
+#: (:meth:`SqlStore.requeue_for_reexecution`); past this it is closed as ``failed``.
+MAX_REEXECUTIONS = 5
 
 TX_SENT = "sent"
 TX_MINED = "mined"
@@ -146,6 +155,9 @@ class StoredRequest:
     submit_tx: str | None = None
     outcome: str | None = None
     last_error: str | None = None
+    reexecutions: int = 0
+    """How many times its signed result was discarded and the request executed again (the Router refused the
+    result's signer as no longer live; see :meth:`SqlStore.requeue_for_reexecution`)."""
 
     def request(self) -> Request:
         """The committed fields of this request."""
@@ -270,6 +282,7 @@ class SqlStore:
             submit_tx=row["submit_tx"],
             outcome=row["outcome"],
             last_error=row["last_error"],
+            reexecutions=row["reexecutions"],
         )
 
     def get(self, request_id: bytes) -> StoredRequest | None:
@@ -408,6 +421,50 @@ class SqlStore:
                 " lease_owner = NULL, lease_until = 0 WHERE request_id = ?",
                 (error, time.time() + delay, time.time(), to_hex(request_id)),
             )
+
+    def requeue_for_reexecution(
+        self, request_id: bytes, reason: str, *, only_from: Sequence[str], limit: int = MAX_REEXECUTIONS
+    ) -> str | None:
+        """Discard a request's signed result, whose signer the Router no longer accepts, and send the request back
+        to ``pending`` (unleased, due now) so that another enclave executes it; count it in ``reexecutions``.
+
+        Once the request was re-executed ``limit`` times it is closed as ``failed`` instead, with ``reason``. Only a
+        request in one of ``only_from`` moves (``executed``: refused in simulation; ``submitted``: refused in a
+        mined transaction); with an owner, one leased live to another owner raises :class:`LeaseLostError`.
+        Returns the new state (``pending`` or ``failed``), or None if the request was not in ``only_from``.
+        """
+        now = time.time()
+        with self.transaction() as db:
+            rows = self._query_in(
+                db,
+                f"SELECT * FROM requests WHERE request_id = ?{self.row_lock}",
+                (to_hex(request_id),),
+            )
+            if not rows or rows[0]["state"] not in only_from:
+                return None
+            before = self._row(rows[0])
+            holder = rows[0]["lease_owner"]
+            if self.owner is not None and holder not in (None, self.owner) and rows[0]["lease_until"] >= now:
+                raise LeaseLostError(f"request {to_hex(request_id)} is leased to {holder}, not to {self.owner}")
+            outcome = reason
+            if before.reexecutions >= limit:
+                outcome = f"re-executed {before.reexecutions} times, its result refused every time: {reason}"
+                db.execute(
+                    "UPDATE requests SET state = ?, outcome = ?, updated_at = ? WHERE request_id = ?",
+                    (FAILED, outcome, now, to_hex(request_id)),
+                )
+                state = FAILED
+            else:
+                db.execute(
+                    "UPDATE requests SET state = ?, fulfillment = NULL, submit_tx = NULL, last_error = ?,"
+                    " reexecutions = reexecutions + 1, next_attempt_at = 0, updated_at = ?, lease_owner = NULL,"
+                    " lease_until = 0 WHERE request_id = ?",
+                    (PENDING, reason, now, to_hex(request_id)),
+                )
+                state = PENDING
+        if state == FAILED:
+            self._notify("final", before, FAILED, outcome)
+        return state
 
     def mark_final(self, request_id: bytes, state: str, outcome: str, *, only_from: Sequence[str] = ()) -> bool:
         """Close a request: delivered, settled, expired or failed, with what happened.

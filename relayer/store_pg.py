@@ -46,8 +46,11 @@ CREATE TABLE IF NOT EXISTS requests (
     seen_at            DOUBLE PRECISION NOT NULL,
     updated_at         DOUBLE PRECISION NOT NULL,
     lease_owner        TEXT,
-    lease_until        DOUBLE PRECISION NOT NULL DEFAULT 0
+    lease_until        DOUBLE PRECISION NOT NULL DEFAULT 0,
+    reexecutions       INTEGER NOT NULL DEFAULT 0
 );
+-- columns added after the first release: a database created by an older relayer gets them here
+ALTER TABLE requests ADD COLUMN IF NOT EXISTS reexecutions INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS requests_state ON requests (state, next_attempt_at);
 CREATE TABLE IF NOT EXISTS transactions (
     tx_hash     TEXT PRIMARY KEY,

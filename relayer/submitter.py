@@ -12,6 +12,12 @@ replacement), up to the ceiling. The replacement is persisted before its broadca
 versions of one nonce stay open together: whichever gets mined (the original may still win the race) settles the
 requests, and the others are closed as ``replaced``. Only one of them can ever be mined, so replacing never
 delivers twice.
+
+A result whose signer the Router refuses as not authorized (``UnauthorizedSigner`` in a simulation, skip reason 5
+in a mined batch) is looked up in the registry (``relayer.signer_liveness``): if the signer is no longer live
+(revoked, expired) the result is stale, so it is discarded and the request goes back to ``pending`` for another
+enclave (:meth:`SqlStore.requeue_for_reexecution`, bounded by ``MAX_REEXECUTIONS``); a result whose signer is
+already known not live is discarded before any gas is spent on it.
 """
 
 from __future__ import annotations
@@ -33,13 +39,16 @@ from web3.logs import DISCARD
 
 from relayer.accounts import AccountPool, SubmitterAccount
 from relayer.chain import ChainClient
-from relayer.revert_reasons import describe_revert
+from relayer.revert_reasons import decode_revert, describe_revert
+from relayer.signer_liveness import SignerLiveness
 from relayer.store import (
     DELIVERED,
     EXECUTED,
     EXPIRED,
     FAILED,
+    PENDING,
     SETTLED,
+    SUBMITTED,
     TX_DROPPED,
     TX_MINED,
     TX_REPLACED,
@@ -55,6 +64,7 @@ from verifier.signing import SignatureError, recover_signer, to_compact
 log = logging.getLogger("teebridge.relayer.submitter")
 
 SKIP_NOT_PENDING = 1
+SKIP_UNAUTHORIZED_SIGNER = 5
 SKIP_REASONS = {1: "not pending", 2: "commitment mismatch", 3: "expired", 4: "bad signature", 5: "unauthorized signer"}
 #: Fault injection for crash tests: "crash-before-broadcast" exits right after a transaction is persisted.
 FAULT_ENV = "TEEBRIDGE_RELAYER_FAULT"
@@ -122,12 +132,18 @@ class Submitter:
         policy: SubmitPolicy | None = None,
         accounts: AccountPool | None = None,
         batch_signer: BatchSigner | None = None,
+        liveness: SignerLiveness | None = None,
     ) -> None:
         self.chain = chain
         self.accounts = accounts or AccountPool([chain.account])
         """The accounts transactions are signed with (each its own nonces); by default the chain client's."""
         self.batch_signer = batch_signer
         """Asks the enclave for one signature over a batch (``fulfillBatchSigned``); None: per-item signatures."""
+        self.liveness = liveness
+        """Tells a stale result (its signer no longer live: re-execute) from a job refusing a live signer; None:
+        every refusal is kept as before (retried until expiry, or failed in a batch)."""
+        self.on_reexecute: Callable[[str], None] | None = None
+        """Called with why the signer is not live each time a request is sent back to be executed again."""
         self.w3 = chain.w3
         self.router = router
         self.store = store
@@ -295,7 +311,12 @@ class Submitter:
                 )
                 continue
             assert stored.fulfillment is not None
-            batch.append((stored, SignedResult.from_json(stored.fulfillment)))
+            signed = SignedResult.from_json(stored.fulfillment)
+            why = self.liveness.known_not_live(signed.signer) if self.liveness is not None else None
+            if why is not None:  # stale: the Router would refuse it, so spend no gas on it
+                self._reexecute(stored.request_id, signed.signer, why, EXECUTED)
+                continue
+            batch.append((stored, signed))
         if not batch:
             return 0
         account = self._choose()
@@ -370,8 +391,15 @@ class Submitter:
         return signature
 
     def _simulation_failed(self, stored: StoredRequest, exc: Exception) -> None:
-        # Keep trying until the request expires: the cause may pass (a signer being renewed, an approval
-        # being activated); the expire stage closes it when its time is up.
+        decoded = decode_revert(exc)
+        if decoded is not None and decoded[0] == "UnauthorizedSigner" and self.liveness is not None:
+            signer = str(decoded[1][1])
+            why = self.liveness.check(signer)
+            if why is not None:  # the result is stale: another enclave executes the request again
+                self._reexecute(stored.request_id, signer, why, EXECUTED)
+                return
+        # Keep trying until the request expires: the cause may pass (an approval being activated, a registry
+        # read that failed); the expire stage closes it when its time is up.
         reason = f"simulation reverted: {describe_revert(exc)}"
         delay = min(self.policy.max_retry_delay, self.policy.retry_delay * (2 ** min(stored.attempts, 10)))
         try:
@@ -380,6 +408,43 @@ class Submitter:
             log.warning("request %s: %s", stored.request_id.hex(), exc)
             return
         log.warning("request %s: %s (retry in %.0fs)", stored.request_id.hex(), reason, delay)
+
+    def _stale_in(self, tx: StoredTransaction, request_id: bytes) -> bool:
+        """Whether the request's result, refused in ``tx`` for its signer, is stale (the signer is no longer live);
+        if so it was sent back to be executed again."""
+        stored = self.store.get(request_id)
+        if self.liveness is None or stored is None or stored.fulfillment is None:
+            return False
+        signer = str(stored.fulfillment.get("signer", ""))
+        why = self.liveness.check(signer)
+        if why is None:
+            return False
+        self._reexecute(request_id, signer, why, SUBMITTED, f"in {tx.tx_hash}")
+        return True
+
+    def _reexecute(self, request_id: bytes, signer: str, why: str, state: str, where: str = "") -> None:
+        """Discard the request's result signed by ``signer`` (not live: ``why``) and have it executed again."""
+        refused = f"router refused the result of signer {signer}{' ' + where if where else ''}: signer {why}"
+        try:
+            outcome = self.store.requeue_for_reexecution(request_id, refused, only_from=[state])
+        except LeaseLostError as exc:
+            log.warning("request %s: %s", request_id.hex(), exc)
+            return
+        if outcome == PENDING:
+            if self.on_reexecute is not None:
+                self.on_reexecute(why)
+            log.warning(
+                "request %s: %s; its result is discarded and another enclave executes it again",
+                request_id.hex(),
+                refused,
+            )
+        elif outcome == FAILED:
+            log.warning(
+                "request %s failed: %s, and it was already re-executed the most times allowed; check that the"
+                " coprocessors hold keys the registry accepts (the gatekeeper registers them)",
+                request_id.hex(),
+                refused,
+            )
 
     def _send(
         self, batch: list[tuple[StoredRequest, SignedResult]], call, gas: int, preferred: SubmitterAccount
@@ -587,6 +652,8 @@ class Submitter:
                 self.store.mark_final(request_id, DELIVERED, json.dumps(outcome))
             elif skipped.get(request_id) == SKIP_NOT_PENDING:
                 self.store.mark_final(request_id, SETTLED, f"already settled when {tx.tx_hash} was mined")
+            elif skipped.get(request_id) == SKIP_UNAUTHORIZED_SIGNER and self._stale_in(tx, request_id):
+                continue  # sent back to be executed again by another enclave
             else:
                 reason = SKIP_REASONS.get(skipped.get(request_id, 0), "no event for it in the receipt")
                 self.store.mark_final(request_id, FAILED, f"router refused in {tx.tx_hash}: {reason}")

@@ -16,6 +16,8 @@ from relayer.store import (
     DELIVERED,
     EXECUTED,
     EXPIRED,
+    FAILED,
+    MAX_REEXECUTIONS,
     PENDING,
     SUBMITTED,
     TX_DROPPED,
@@ -205,6 +207,43 @@ def test_final_states_and_conditional_expiry(opener: Opener) -> None:
     assert store.counts() == {DELIVERED: 1, EXPIRED: 1}
 
 
+def test_a_stale_result_is_discarded_and_the_request_executed_again_a_bounded_number_of_times(opener: Opener) -> None:
+    """The Router refused a result's signer for good: the result goes, the request is pending again (due now,
+    unleased) and counted; past the bound it fails with the reason. Only from the states given."""
+    a, b = opener(A), opener(B)
+    scan(a, 2)
+    rid, other = req(0).request_id, req(1).request_id
+    assert [r.request_id for r in a.claim(PENDING, 1)] == [rid]
+    a.mark_executed(rid, {"signer": "0x" + "0a" * 20})
+    assert a.requeue_for_reexecution(rid, "signer revoked", only_from=[SUBMITTED]) is None, "not in that state"
+    assert a.get(rid).state == EXECUTED
+    assert [r.request_id for r in a.claim(EXECUTED, 1)] == [rid]
+    with pytest.raises(LeaseLostError):  # A holds it
+        b.requeue_for_reexecution(rid, "signer revoked", only_from=[EXECUTED])
+    a.mark_retry(rid, "simulation reverted: UnauthorizedSigner", 3600)  # a backoff that must not delay it now
+
+    assert a.requeue_for_reexecution(rid, "signer 0x0a.. revoked", only_from=[EXECUTED]) == PENDING
+    row = a.get(rid)
+    assert (row.state, row.fulfillment, row.submit_tx, row.reexecutions) == (PENDING, None, None, 1)
+    assert row.last_error == "signer 0x0a.. revoked"
+    assert a.lease_of(rid) == (None, 0.0), "released: any relayer may execute it again"
+    assert [r.request_id for r in b.claim(PENDING, 5)] == [rid, other], "due at once, by whichever relayer"
+
+    # refused in a mined transaction (submitted), again and again: bounded
+    for n in range(2, MAX_REEXECUTIONS + 1):
+        b.mark_executed(rid, {"signer": "0x" + "0b" * 20})
+        b.record_transaction("0x" + f"{n:064x}", n, b"raw", [rid])
+        assert b.requeue_for_reexecution(rid, "signer expired", only_from=[SUBMITTED]) == PENDING
+        assert b.get(rid).reexecutions == n
+        assert b.claim(PENDING, 1)
+    b.mark_executed(rid, {"signer": "0x" + "0b" * 20})
+    assert b.requeue_for_reexecution(rid, "signer expired", only_from=[EXECUTED]) == FAILED
+    row = b.get(rid)
+    assert row.state == FAILED and row.reexecutions == MAX_REEXECUTIONS
+    assert row.outcome == f"re-executed {MAX_REEXECUTIONS} times, its result refused every time: signer expired"
+    assert b.get(other).reexecutions == 0 and b.get(other).state == PENDING
+
+
 def test_concurrent_claimers_never_share_a_request(opener: Opener) -> None:
     owners = [f"0x{i:040x}" for i in range(1, 5)]
     stores = [opener(o) for o in owners]
@@ -271,10 +310,48 @@ def test_old_sqlite_database_is_migrated(tmp_path: Path) -> None:
     )
     db.commit()
     db.close()
+    db = sqlite3.connect(path)
+    db.execute(
+        "INSERT INTO requests (request_id, requester, job_id, input, callback_gas_limit, fee, expiry, block_number,"
+        " tx_hash, state, seen_at, updated_at) VALUES (?, ?, ?, ?, 1, '1', 9, 1, '0x', ?, 0, 0)",
+        ("0x" + "01" * 32, "0x" + "11" * 20, "0x" + "22" * 32, b"in", EXECUTED),
+    )
+    db.commit()
+    db.close()
     store = Store(path, owner=account.address)
     assert store.next_nonce() == 6
     (tx,) = store.claim_transactions()
     assert tx.sender == account.address.lower()
+    (old,) = store.claim(EXECUTED, 5)
+    assert old.reexecutions == 0
+    assert store.requeue_for_reexecution(old.request_id, "revoked", only_from=[EXECUTED]) == PENDING
+    assert store.get(old.request_id).reexecutions == 1
+    store.close()
+
+
+def test_old_postgres_database_gets_the_reexecutions_column(pg_url: str) -> None:
+    """A PostgreSQL database created by a relayer before re-executions gets the column when a newer one opens it."""
+    import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE requests (request_id TEXT PRIMARY KEY, requester TEXT NOT NULL, job_id TEXT NOT NULL,"
+            " input BYTEA NOT NULL, callback_gas_limit BIGINT NOT NULL, fee TEXT NOT NULL, expiry BIGINT NOT NULL,"
+            " block_number BIGINT NOT NULL, tx_hash TEXT NOT NULL, state TEXT NOT NULL,"
+            " attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at DOUBLE PRECISION NOT NULL DEFAULT 0,"
+            " fulfillment TEXT, submit_tx TEXT, outcome TEXT, last_error TEXT, seen_at DOUBLE PRECISION NOT NULL,"
+            " updated_at DOUBLE PRECISION NOT NULL, lease_owner TEXT, lease_until DOUBLE PRECISION NOT NULL DEFAULT 0)"
+        )
+        conn.execute(
+            "INSERT INTO requests (request_id, requester, job_id, input, callback_gas_limit, fee, expiry,"
+            " block_number, tx_hash, state, seen_at, updated_at) VALUES (%s, %s, %s, %s, 1, '1', 9, 1, '0x', %s, 0, 0)",
+            ("0x" + "01" * 32, "0x" + "11" * 20, "0x" + "22" * 32, b"in", EXECUTED),
+        )
+    store = open_store(pg_url, A)
+    (old,) = store.claim(EXECUTED, 5)
+    assert old.reexecutions == 0
+    assert store.requeue_for_reexecution(old.request_id, "revoked", only_from=[EXECUTED]) == PENDING
+    assert store.get(old.request_id).reexecutions == 1
     store.close()
 
 
