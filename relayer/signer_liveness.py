@@ -24,6 +24,8 @@ from collections.abc import Callable
 
 from web3.contract import Contract
 
+from verifier.hexutil import to_checksum_address
+
 #: Seconds a signer found not live for a reason that can pass (expired, unregistered, simulated) stays excluded.
 RECHECK_SECONDS = 60.0
 
@@ -83,9 +85,8 @@ class SignerLiveness:
         w3 = self.registry.w3
         head = w3.eth.get_block("latest")
         block = int(head["number"])
-        _measurement, expiry, revoked, simulated, _keys = self.registry.functions.signerInfo(signer).call(
-            block_identifier=block
-        )
+        info = self.registry.functions.signerInfo(to_checksum_address(signer)).call(block_identifier=block)
+        _measurement, expiry, revoked, simulated, _keys = info
         why = None
         if revoked:
             why = REVOKED
