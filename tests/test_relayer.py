@@ -106,7 +106,10 @@ def test_forged_results_are_never_submitted(local: LocalStack, tmp_path: Path) -
             relayer.tick()
         stored = relayer.store.get(request_id)
         assert stored is not None and stored.state != DELIVERED
-        assert "simulation reverted" in (stored.last_error or "") and "UnauthorizedSigner" in stored.last_error
+        # Refused in simulation (UnauthorizedSigner): the forger's key is not registered, so its result was
+        # discarded, the request went back to be executed again, and the forger gets no more work.
+        assert stored.state == PENDING and stored.reexecutions == 1
+        assert "no coprocessor with a live key" in (stored.last_error or "") and "not registered" in stored.last_error
         assert relayer_nonce(local) == nonce, "the relayer spent no gas on a forgery"
         relayer.close()
     finally:
