@@ -77,6 +77,8 @@ class _Member:
     removed: bool = False
     holds: str | None = None
     """The key it signed its last results with (or reported in ``/v1/health``), once known."""
+    measurement: bytes | None = None
+    """The measurement of its last results, once known."""
     recheck_at: float = 0.0
     """When its ``/v1/health`` may be asked again while its key is excluded."""
 
@@ -102,7 +104,7 @@ class CoprocessorPool:
         self._retired: list[_Member] = []
         self.liveness = liveness
         """The signers found not live; their members get no work (None: every member is used)."""
-        self._stale_warned: set[tuple[str, str]] = set()
+        self._stale_warned: set[tuple[str, str, str]] = set()
 
     @property
     def urls(self) -> list[str]:
@@ -142,10 +144,11 @@ class CoprocessorPool:
 
     def execute(self, chain_id: int, router: str, requests: list[StoredRequest]) -> list[SignedResult]:
         """``POST /v1/execute`` on one member, failing over to the others (see the module docstring)."""
+        jobs = {r.job_id for r in requests}
         return self._call(
             lambda client: client.execute(chain_id, router, requests),
-            check=self._check_results,
-            skip=self._stale_key,
+            check=lambda member, results: self._check_results(member, requests, results),
+            skip=lambda member: self._stale_member(member, jobs),
         )
 
     def sign_batch(self, chain_id: int, router: str, results: list[SignedResult]) -> bytes | None:
@@ -268,7 +271,7 @@ class CoprocessorPool:
             self._succeeded(member)
             return result
         if stale and not failures:
-            raise NoLiveSignerError("no coprocessor with a live key: " + "; ".join(stale))
+            raise NoLiveSignerError("no coprocessor whose results the registry accepts: " + "; ".join(stale))
         if not failures:
             raise CoprocessorError(
                 "no coprocessor in the pool: none configured (--coprocessor) and none discovered yet (--discover"
@@ -285,14 +288,22 @@ class CoprocessorPool:
         why = self.liveness.known_not_live(key)
         return None if why is None else f"holds signer {key}, {why}"
 
-    def _stale_key(self, member: _Member) -> str | None:
-        """Why ``member`` must not execute now (it holds an excluded key); None if it may.
+    def _stale_member(self, member: _Member, jobs: set[bytes]) -> str | None:
+        """Why ``member`` must not execute requests of ``jobs`` now (it holds an excluded key, or runs a measurement
+        one of them does not approve); None if it may.
 
         A configured member's key may have been replaced (the enclave restarted with a new one): its
         ``/v1/health`` is asked at most every :data:`KEY_RECHECK_SECONDS`, and a new key lifts the exclusion.
         """
         why = self._excluded_key(member)
-        if why is None or member.signer is not None or self._clock() < member.recheck_at:
+        if why is None:
+            if self.liveness is None or member.measurement is None:
+                return None
+            refusing = sorted(j for j in jobs if self.liveness.known_unapproved(j, member.measurement))
+            if not refusing:
+                return None
+            return f"runs measurement 0x{member.measurement.hex()}, which job 0x{refusing[0].hex()} does not approve"
+        if member.signer is not None or self._clock() < member.recheck_at:
             return why
         member.recheck_at = self._clock() + KEY_RECHECK_SECONDS
         try:
@@ -302,27 +313,35 @@ class CoprocessorPool:
         if member.holds is not None and reported.lower() != member.holds.lower():
             log.info("coprocessor %s now holds signer %s (was %s)", member.client.base_url, reported, member.holds)
             member.holds = reported
+            member.measurement = None  # a new key may come with a new image: learnt from its next answer
         return self._excluded_key(member)
 
-    def _check_results(self, member: _Member, results: list[SignedResult]) -> None:
+    def _check_results(self, member: _Member, requests: list[StoredRequest], results: list[SignedResult]) -> None:
         """Refuse results from a discovered member that signed with another key than its pinned one (the member is
-        dropped), or signed with an excluded key (the member is skipped from now on, its results thrown away)."""
+        dropped), or that are stale (an excluded key, or a measurement the job does not approve): they are thrown
+        away and the member is skipped from now on for what made them stale."""
         self._pinned_signer(member, results)
         if not results:
             return
         member.holds = results[-1].signer
+        member.measurement = results[-1].measurement
         if self.liveness is None:
             return
-        stale = {r.signer: why for r in results if (why := self.liveness.known_not_live(r.signer)) is not None}
+        stale: dict[str, str] = {}
+        for request, result in zip(requests, results, strict=False):
+            why = self.liveness.known_stale(result.signer, request.job_id, result.measurement)
+            if why is not None:
+                stale.setdefault(result.signer, why)
         if not stale:
             return
         url = member.client.base_url
         for signer, why in stale.items():
-            if (url, signer.lower()) not in self._stale_warned:
-                self._stale_warned.add((url, signer.lower()))
+            if (url, signer.lower(), why) not in self._stale_warned:
+                self._stale_warned.add((url, signer.lower(), why))
                 log.warning(
-                    "coprocessor %s signs with %s, which the registry no longer accepts (%s): it gets no more work;"
-                    " restart it with a new key and have the gatekeeper register it, or remove it",
+                    "coprocessor %s signs with %s, whose results the registry no longer accepts (%s): it gets no more"
+                    " such work; restart it with a new key (or an approved image) and have the gatekeeper register"
+                    " it, or remove it",
                     url,
                     signer,
                     why,

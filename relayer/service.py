@@ -323,9 +323,18 @@ class Relayer:
 
     def _execute(self, report: TickReport) -> None:
         # enough for one full transaction per account (the pool halves a batch the coprocessor finds too large)
+        for lifted in self.liveness.refresh():
+            log.info("the registry accepts such results again: %s", lifted)
         pending = self.store.claim(PENDING, self.config.max_batch * len(self.accounts))
-        if pending:
-            report.executed = self._execute_batch(pending)
+        # A job found not to approve some enclave's measurement is executed on its own, so that its requests
+        # waiting for an approved enclave hold up no other job's.
+        apart = self.liveness.jobs_with_unapproved()
+        groups = [[p for p in pending if p.job_id not in apart]] + [
+            [p for p in pending if p.job_id == j] for j in apart
+        ]
+        for group in groups:
+            if group:
+                report.executed += self._execute_batch(group)
 
     def _execute_batch(self, pending: list[StoredRequest]) -> int:
         try:
@@ -369,8 +378,9 @@ class Relayer:
         self._no_live_signer_warned = now
         then = "refunded by auto-cancel" if self.config.auto_cancel else "refundable with Router.cancel"
         log.warning(
-            "%d request(s) wait: %s. Start a coprocessor with a live key and have the gatekeeper register it (or"
-            " --coprocessor/--discover one); requests still waiting at their expiry are closed as expired (%s)",
+            "%d request(s) wait: %s. Start a coprocessor with a live key (and an image the job approves) and have"
+            " the gatekeeper register it (or --coprocessor/--discover one); requests still waiting at their expiry"
+            " are closed as expired (%s)",
             waiting,
             exc,
             then,

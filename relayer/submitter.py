@@ -15,9 +15,9 @@ delivers twice.
 
 A result whose signer the Router refuses as not authorized (``UnauthorizedSigner`` in a simulation, skip reason 5
 in a mined batch) is looked up in the registry (``relayer.signer_liveness``): if the signer is no longer live
-(revoked, expired) the result is stale, so it is discarded and the request goes back to ``pending`` for another
-enclave (:meth:`SqlStore.requeue_for_reexecution`, bounded by ``MAX_REEXECUTIONS``); a result whose signer is
-already known not live is discarded before any gas is spent on it.
+(revoked, expired) or the job no longer approves its measurement, the result is stale, so it is discarded and the
+request goes back to ``pending`` for another enclave (:meth:`SqlStore.requeue_for_reexecution`, bounded by
+``MAX_REEXECUTIONS``); a result already known to be stale is discarded before any gas is spent on it.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from web3.logs import DISCARD
 from relayer.accounts import AccountPool, SubmitterAccount
 from relayer.chain import ChainClient
 from relayer.revert_reasons import decode_revert, describe_revert
-from relayer.signer_liveness import SignerLiveness
+from relayer.signer_liveness import UNAPPROVED, SignerLiveness
 from relayer.store import (
     DELIVERED,
     EXECUTED,
@@ -312,7 +312,11 @@ class Submitter:
                 continue
             assert stored.fulfillment is not None
             signed = SignedResult.from_json(stored.fulfillment)
-            why = self.liveness.known_not_live(signed.signer) if self.liveness is not None else None
+            why = (
+                self.liveness.known_stale(signed.signer, stored.job_id, signed.measurement)
+                if self.liveness is not None
+                else None
+            )
             if why is not None:  # stale: the Router would refuse it, so spend no gas on it
                 self._reexecute(stored.request_id, signed.signer, why, EXECUTED)
                 continue
@@ -394,12 +398,14 @@ class Submitter:
         decoded = decode_revert(exc)
         if decoded is not None and decoded[0] == "UnauthorizedSigner" and self.liveness is not None:
             signer = str(decoded[1][1])
-            why = self.liveness.check(signer)
+            measurement = bytes.fromhex(str((stored.fulfillment or {}).get("measurement", "0x"))[2:])
+            why = self.liveness.stale_reason(signer, stored.job_id, measurement)
             if why is not None:  # the result is stale: another enclave executes the request again
                 self._reexecute(stored.request_id, signer, why, EXECUTED)
                 return
-        # Keep trying until the request expires: the cause may pass (an approval being activated, a registry
-        # read that failed); the expire stage closes it when its time is up.
+        # Keep trying until the request expires: the cause may pass (the registry holds the signer live and the job
+        # approves its measurement, yet the Router refused it: a registration or approval changing right now); the
+        # expire stage closes it when its time is up.
         reason = f"simulation reverted: {describe_revert(exc)}"
         delay = min(self.policy.max_retry_delay, self.policy.retry_delay * (2 ** min(stored.attempts, 10)))
         try:
@@ -410,21 +416,23 @@ class Submitter:
         log.warning("request %s: %s (retry in %.0fs)", stored.request_id.hex(), reason, delay)
 
     def _stale_in(self, tx: StoredTransaction, request_id: bytes) -> bool:
-        """Whether the request's result, refused in ``tx`` for its signer, is stale (the signer is no longer live);
-        if so it was sent back to be executed again."""
+        """Whether the request's result, refused in ``tx`` for its signer, is stale (the signer is no longer live, or
+        the job no longer approves its measurement); if so it was sent back to be executed again."""
         stored = self.store.get(request_id)
         if self.liveness is None or stored is None or stored.fulfillment is None:
             return False
         signer = str(stored.fulfillment.get("signer", ""))
-        why = self.liveness.check(signer)
+        measurement = bytes.fromhex(str(stored.fulfillment.get("measurement", "0x"))[2:])
+        why = self.liveness.stale_reason(signer, stored.job_id, measurement)
         if why is None:
             return False
         self._reexecute(request_id, signer, why, SUBMITTED, f"in {tx.tx_hash}")
         return True
 
     def _reexecute(self, request_id: bytes, signer: str, why: str, state: str, where: str = "") -> None:
-        """Discard the request's result signed by ``signer`` (not live: ``why``) and have it executed again."""
-        refused = f"router refused the result of signer {signer}{' ' + where if where else ''}: signer {why}"
+        """Discard the request's result signed by ``signer`` (stale: ``why``) and have it executed again."""
+        cause = why if why == UNAPPROVED else f"signer {why}"
+        refused = f"router refused the result of signer {signer}{' ' + where if where else ''}: {cause}"
         try:
             outcome = self.store.requeue_for_reexecution(request_id, refused, only_from=[state])
         except LeaseLostError as exc:

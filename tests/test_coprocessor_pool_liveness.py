@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from types import SimpleNamespace
+
 import pytest
 
 from relayer.coprocessor_pool import KEY_RECHECK_SECONDS, CoprocessorPool, NoLiveSignerError
-from relayer.signer_liveness import EXPIRED, REVOKED, SignerLiveness
+from relayer.signer_liveness import EXPIRED, REVOKED, UNAPPROVED, UNREGISTERED, SignerLiveness
 from tests.helpers import serve_http
 from tests.test_coprocessor_pool_discovery import CALLS, executor, request
 
@@ -69,7 +72,7 @@ def test_no_member_with_a_live_key_is_a_retryable_error_and_a_new_key_lifts_the_
         pool = CoprocessorPool([only], liveness=liveness, clock=lambda: clock[0])
         pool.execute(1, "0x" + "00" * 20, [request()])
         liveness.exclude(REVOKED_KEY, REVOKED)
-        with pytest.raises(NoLiveSignerError, match="no coprocessor with a live key") as raised:
+        with pytest.raises(NoLiveSignerError, match="no coprocessor whose results the registry accepts") as raised:
             pool.execute(1, "0x" + "00" * 20, [request()])
         assert raised.value.retryable
         assert CALLS["only"] == 1
@@ -95,12 +98,87 @@ def test_a_discovered_member_pinned_to_an_excluded_signer_is_skipped() -> None:
         pool.close()
 
 
-def test_a_revoked_signer_stays_excluded_and_the_others_are_looked_up_again() -> None:
+class _Call:
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def call(self, block_identifier: object = None) -> object:
+        return self.value
+
+
+class FakeRegistry:
+    """The registry views SignerLiveness reads, answering from dicts the test changes."""
+
+    def __init__(self) -> None:
+        self.expiry: dict[str, int] = {}
+        self.revoked: set[str] = set()
+        self.approved: set[tuple[bytes, bytes]] = set()
+        self.reads = 0
+        self.w3 = SimpleNamespace(
+            eth=SimpleNamespace(block_number=7, get_block=lambda _tag: {"number": 7, "timestamp": 1_000})
+        )
+        self.functions = self
+
+    def signerInfo(self, signer: str) -> _Call:  # noqa: N802 - the contract's name
+        self.reads += 1
+        key = signer.lower()
+        return _Call((b"\x00" * 32, self.expiry.get(key, 0), key in self.revoked, False, b""))
+
+    def simulatedAttestationsAllowed(self) -> _Call:  # noqa: N802
+        return _Call(True)
+
+    def isApproved(self, job: bytes, measurement: bytes) -> _Call:  # noqa: N802
+        self.reads += 1
+        return _Call((job, measurement) in self.approved)
+
+
+JOB = b"\x01" * 32
+OTHER_JOB = b"\x02" * 32
+OLD_IMAGE = b"\x0a" * 32
+NEW_IMAGE = b"\x0b" * 32
+
+
+def test_the_registry_says_why_a_refused_result_is_stale_and_verdicts_that_can_change_are_read_again() -> None:
     clock = [0.0]
-    liveness = SignerLiveness(None, recheck_seconds=60.0, clock=lambda: clock[0])
-    liveness.exclude(REVOKED_KEY, REVOKED)
-    liveness.exclude(LIVE_KEY.upper().replace("0X", "0x"), EXPIRED)
-    assert liveness.excluded() == {REVOKED_KEY: REVOKED, LIVE_KEY: EXPIRED}
+    registry = FakeRegistry()
+    liveness = SignerLiveness(registry, recheck_seconds=60.0, clock=lambda: clock[0])
+    registry.expiry = {REVOKED_KEY: 5_000, LIVE_KEY: 500, NEW_KEY: 5_000}  # LIVE_KEY's registration lapsed
+    registry.revoked = {REVOKED_KEY}
+    registry.approved = {(JOB, NEW_IMAGE), (OTHER_JOB, OLD_IMAGE)}
+    assert liveness.stale_reason(REVOKED_KEY, JOB, NEW_IMAGE) == REVOKED
+    assert liveness.stale_reason(LIVE_KEY, JOB, NEW_IMAGE) == EXPIRED
+    assert liveness.stale_reason(NEW_KEY, JOB, OLD_IMAGE) == UNAPPROVED, "live, but the image was withdrawn for JOB"
+    assert liveness.stale_reason(NEW_KEY, JOB, NEW_IMAGE) is None, "live and approved: refused for another cause"
+    assert liveness.stale_reason("0x" + "dd" * 20, JOB, NEW_IMAGE) == UNREGISTERED
+    reads = registry.reads
+    assert liveness.stale_reason(REVOKED_KEY, OTHER_JOB, OLD_IMAGE) == REVOKED and registry.reads == reads, "cached"
+    assert liveness.known_stale(NEW_KEY, OTHER_JOB, OLD_IMAGE) is None, "OTHER_JOB still approves the old image"
+    assert liveness.jobs_with_unapproved() == {JOB}
+
+    registry.expiry[LIVE_KEY] = 9_000  # renewed by the gatekeeper
+    registry.approved.add((JOB, OLD_IMAGE))  # approved again
+    assert liveness.refresh() == [], "not due yet"
     clock[0] += 60.0
-    assert liveness.known_not_live(REVOKED_KEY) == REVOKED
-    assert liveness.known_not_live(LIVE_KEY) is None, "expired can pass (renewed): looked up again when refused"
+    lifted = liveness.refresh()
+    assert f"signer {LIVE_KEY} is live again" in lifted
+    assert f"job 0x{JOB.hex()} approves measurement 0x{OLD_IMAGE.hex()} again" in lifted
+    assert liveness.known_not_live(REVOKED_KEY) == REVOKED, "a revocation is for good: never read again"
+    assert liveness.known_not_live(LIVE_KEY) is None and liveness.jobs_with_unapproved() == set()
+    assert liveness.known_not_live("0x" + "dd" * 20) == UNREGISTERED, "still not registered"
+
+
+def test_a_member_running_a_measurement_the_job_no_longer_approves_gets_none_of_its_requests() -> None:
+    CALLS.clear()
+    liveness = SignerLiveness(None)
+    with serve_http(executor("old", LIVE_KEY)) as old:
+        pool = CoprocessorPool([old], liveness=liveness)
+        (result,) = pool.execute(1, "0x" + "00" * 20, [request()])  # learns its measurement
+        liveness.exclude_measurement(request().job_id, result.measurement)
+        with pytest.raises(NoLiveSignerError, match="does not approve"):
+            pool.execute(1, "0x" + "00" * 20, [request()])
+        assert CALLS["old"] == 1
+        other = replace(request(), job_id=OTHER_JOB)
+        (result,) = pool.execute(1, "0x" + "00" * 20, [other])
+        assert CALLS["old"] == 2, "other jobs still go to it"
+        assert {m["url"]: m["excluded"] for m in pool.status()} == {old: None}, "its key is fine"
+        pool.close()

@@ -109,7 +109,10 @@ def test_forged_results_are_never_submitted(local: LocalStack, tmp_path: Path) -
         # Refused in simulation (UnauthorizedSigner): the forger's key is not registered, so its result was
         # discarded, the request went back to be executed again, and the forger gets no more work.
         assert stored.state == PENDING and stored.reexecutions == 1
-        assert "no coprocessor with a live key" in (stored.last_error or "") and "not registered" in stored.last_error
+        assert (
+            "no coprocessor whose results the registry accepts" in (stored.last_error or "")
+            and "not registered" in stored.last_error
+        )
         assert relayer_nonce(local) == nonce, "the relayer spent no gas on a forgery"
         relayer.close()
     finally:

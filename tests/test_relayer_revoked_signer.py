@@ -175,7 +175,8 @@ def test_with_no_authorized_enclave_left_the_request_waits_without_looping_and_i
         relayer.wait_for_line(RELAYER_READY, after=relayer.log_offset)
         relayer.wait_for_line(REEXECUTING, after=relayer.log_offset)
         waiting = re.compile(
-            r"WARNING 1 request\(s\) wait: no coprocessor with a live key: .*revoked.*Start a coprocessor"
+            r"WARNING 1 request\(s\) wait: no coprocessor whose results the registry accepts: .*revoked"
+            r".*Start a coprocessor"
         )
         relayer.wait_for_line(waiting, after=relayer.log_offset)
         ticks = metric(local, "teebridge_relayer_ticks_total") or 0
