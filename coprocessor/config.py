@@ -127,7 +127,10 @@ class CoprocessorConfig:
             raise ValueError(f"max_offchain_result_bytes must be 0 (off) or more, got {self.max_offchain_result_bytes}")
         if self.admin_token is not None and len(self.admin_token) < MIN_ADMIN_TOKEN_LENGTH:
             raise ValueError(f"admin_token must have at least {MIN_ADMIN_TOKEN_LENGTH} characters; short is guessable")
-        object.__setattr__(self, "egress_allow", tuple(str(net) for net in parse_networks(self.egress_allow)))
+        try:
+            object.__setattr__(self, "egress_allow", tuple(str(net) for net in parse_networks(self.egress_allow)))
+        except ValueError as exc:
+            raise ValueError(f"egress_allow: {exc}") from None
         self._check_price_settings()
 
     def egress_policy(self) -> EgressPolicy:
@@ -203,7 +206,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "max_batch": int,
     "http_max_response_bytes": int,
     "http_timeout_seconds": float,
-    "egress_allow": lambda raw: tuple(entry.strip() for entry in raw.split(",") if entry.strip()),
+    "egress_allow": lambda raw: tuple(str(net) for net in parse_networks(e for e in raw.split(",") if e.strip())),
     "workers": int,
     "queue_timeout_seconds": float,
     "max_request_bytes": int,
