@@ -87,6 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, SealingError, AttestationUnavailableError) as exc:
         log.error("cannot start the coprocessor: %s", exc)
         return 1
+    if config.egress_allow:
+        log.warning(
+            "outgoing HTTP may also reach these non-public networks (egress_allow): %s; "
+            "jobs can read whatever listens there and get it signed",
+            ", ".join(config.egress_allow),
+        )
     service: CoprocessorService = app.state.coprocessor
     server_config = uvicorn.Config(
         app,

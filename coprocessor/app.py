@@ -315,6 +315,7 @@ class CoprocessorService:
             deadline=time.monotonic() + self.config.job_timeout_seconds,
             http_timeout_seconds=self.config.http_timeout_seconds,
             http_max_response_bytes=self.config.http_max_response_bytes,
+            egress=self.config.egress_policy(),
         )
         settings = PriceSettings.from_config(self.config)
         try:

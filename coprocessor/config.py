@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from coprocessor.admin import MIN_ADMIN_TOKEN_LENGTH
+from coprocessor.egress import EgressPolicy, parse_networks
 
 ENV_PREFIX = "TEEBRIDGE_COPROCESSOR_"
 DEFAULT_DATA_DIR = Path(".teebridge") / "coprocessor"
@@ -66,6 +69,10 @@ class CoprocessorConfig:
     """Largest upstream response body the ``http.json`` job reads."""
     http_timeout_seconds: float = 5.0
     """Total time the ``http.json`` job gives an upstream request (also capped by the job budget)."""
+    egress_allow: tuple[str, ...] = ()
+    """Addresses or CIDR networks outgoing HTTP may reach although they are not public (``coprocessor.egress``:
+    loopback, RFC 1918, link-local... are refused otherwise), for every job and price source alike. Empty by
+    default; ``127.0.0.1`` is for local tests and demos only. Environment: ``127.0.0.1,10.1.0.0/16``."""
     workers: int = 16
     """Threads that run job handlers."""
     queue_timeout_seconds: float = 60.0
@@ -120,7 +127,15 @@ class CoprocessorConfig:
             raise ValueError(f"max_offchain_result_bytes must be 0 (off) or more, got {self.max_offchain_result_bytes}")
         if self.admin_token is not None and len(self.admin_token) < MIN_ADMIN_TOKEN_LENGTH:
             raise ValueError(f"admin_token must have at least {MIN_ADMIN_TOKEN_LENGTH} characters; short is guessable")
+        try:
+            object.__setattr__(self, "egress_allow", tuple(str(net) for net in parse_networks(self.egress_allow)))
+        except ValueError as exc:
+            raise ValueError(f"egress_allow: {exc}") from None
         self._check_price_settings()
+
+    def egress_policy(self) -> EgressPolicy:
+        """Where outgoing HTTP may connect: public addresses plus ``egress_allow``."""
+        return EgressPolicy(parse_networks(self.egress_allow))
 
     def _check_price_settings(self) -> None:
         object.__setattr__(self, "price_sources", {k: tuple(v) for k, v in dict(self.price_sources).items()})
@@ -136,6 +151,23 @@ class CoprocessorConfig:
         from coprocessor.price.settings import check_price_sources  # the price package imports this module
 
         check_price_sources(self.price_sources, self.price_base_urls)
+        self._check_base_urls_reachable()
+
+    def _check_base_urls_reachable(self) -> None:
+        """Refuse a ``price_base_urls`` entry whose host is an address the egress policy refuses: it could never
+        be fetched. (A host name is resolved, and checked, only when fetched.)"""
+        policy = self.egress_policy()
+        for name, url in self.price_base_urls.items():
+            try:
+                address = ipaddress.ip_address(urlsplit(url).hostname or "")
+            except ValueError:
+                continue
+            kind = policy.refused_kind(address)
+            if kind is not None:
+                raise ValueError(
+                    f"price_base_urls[{name!r}] points at {address}, a {kind} address the enclave does not fetch; "
+                    "add it to egress_allow (TEEBRIDGE_COPROCESSOR_EGRESS_ALLOW) if this is a local test setup"
+                )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> CoprocessorConfig:
@@ -174,6 +206,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "max_batch": int,
     "http_max_response_bytes": int,
     "http_timeout_seconds": float,
+    "egress_allow": lambda raw: tuple(str(net) for net in parse_networks(e for e in raw.split(",") if e.strip())),
     "workers": int,
     "queue_timeout_seconds": float,
     "max_request_bytes": int,

@@ -124,6 +124,7 @@ class _Run:
             http_timeout_seconds=self.config.http_timeout_seconds,
             http_max_response_bytes=self.config.http_max_response_bytes,
             secrets=self.secrets,
+            egress=self.config.egress_policy(),
         )
         try:
             return True, self.job.handler(context, self.args)

@@ -4,7 +4,8 @@
 endpoint (``coprocessor.price.adapters.ADAPTERS``) for the pairs you give a price, using the real recorded
 response bodies in ``../shared/testdata/exchanges`` (relative to the repository root) as templates: the
 price fields take your price, the symbol fields the requested book and the time fields the current time.
-Point the coprocessor at it with ``TEEBRIDGE_COPROCESSOR_PRICE_BASE_URLS=*=<base_url>``.
+Point the coprocessor at it with ``TEEBRIDGE_COPROCESSOR_PRICE_BASE_URLS=*=<base_url>`` and allow its loopback
+address with ``TEEBRIDGE_COPROCESSOR_EGRESS_ALLOW=127.0.0.1`` (the enclave fetches only public addresses otherwise).
 
 Per source you can override the price (``set_price(pair, p, source="kraken")``) or make it misbehave
 (``set_mode("kraken", "slow")``): ``garbage`` (200 with bytes that are not JSON), ``html`` (a 502 HTML

@@ -30,6 +30,8 @@ from verifier.hexutil import from_hex
 OWNER_KEY, GATEKEEPER_KEY, RELAYER_KEY, USER_KEY, FEEDER_KEY = DEV_KEYS[:5]
 INITIAL_PRICES = {"ETH/USD": Decimal("3000"), "BTC/USD": Decimal("65000")}
 STATE_FILE = "stack.json"
+LOCAL_EGRESS_ALLOW = ("127.0.0.1",)
+"""What the local stack's coprocessor may fetch although it is not public (``coprocessor.egress``)."""
 
 Progress = Callable[[str], None]
 
@@ -54,6 +56,9 @@ class LocalStack:
     feed_interval: float = 1.0
     price_walk_seconds: float = 0.0
     """When > 0 (``teebridge up``), move the replayed prices by a small random step this often."""
+    egress_allow: tuple[str, ...] = LOCAL_EGRESS_ALLOW
+    """The coprocessor's ``egress_allow``: 127.0.0.1, so its jobs can fetch the price replay server and the
+    local test APIs. A local-only setting; ``()`` gives the production default (no non-public address)."""
     progress: Progress = _quiet
     anvil: Anvil = field(init=False)
     deployment: Deployment = field(init=False)
@@ -98,7 +103,7 @@ class LocalStack:
         if self.write_deployment:
             self.deployment.save(self.write_deployment)
 
-        coprocessor_env = {}
+        coprocessor_env = {"TEEBRIDGE_COPROCESSOR_EGRESS_ALLOW": ",".join(self.egress_allow)}
         if self.with_feeds:
             self.progress("starting the price replay server (recorded exchange responses, prices you can move)")
             self.price_replay = PriceReplay(dict(INITIAL_PRICES)).start()

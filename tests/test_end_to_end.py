@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 
 import eth_abi
 import pytest
@@ -13,11 +14,13 @@ from relayer.store import Store
 from relayer.submitter import FAULT_ENV, FAULT_EXIT_CODE
 from teebridge.client import build_input, live_enclave_keys, send_via_consumer, wait_for_answer
 from teebridge.stack import USER_KEY, LocalStack
+from tests.helpers import serve_http
 from verifier.envelope import Binding, encrypt, plain
 from verifier.protocol import Status, job_id
 
 CREDIT = job_id("confidential.credit-score", 1)
 ECHO = job_id("echo", 1)
+HTTP_JSON = job_id("http.json", 1)
 APPLICANT = eth_abi.encode(["uint256", "uint256", "uint16", "uint16"], [85_000, 22_000, 1, 52])
 
 
@@ -130,6 +133,37 @@ def test_unknown_job_ends_as_signed_error(local: LocalStack) -> None:
     local_owner.send(registry.functions.activateJobMeasurement(job, local.registration.measurement))
     _, answer = user.ask(job, plain(b""))
     assert answer.status == Status.UNKNOWN_JOB
+
+
+class _InternalService(BaseHTTPRequestHandler):
+    """Stands for a service on the enclave's network (cloud metadata, an admin API): answers anyone who asks."""
+
+    hits: list[str] = []
+
+    def do_GET(self) -> None:
+        self.hits.append(self.path)
+        body = b'{"secret": "internal-only"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_http_json_to_a_non_public_address_is_a_signed_failure_on_chain(local: LocalStack) -> None:
+    """The stack allows 127.0.0.1 only (local setting); a service on 127.0.0.2 is as private as 10.0.0.5."""
+    user = User(local)
+    with serve_http(_InternalService, host="127.0.0.2") as internal:
+        payload = eth_abi.encode(["string", "string", "string", "uint8"], [f"{internal}/meta", "secret", "string", 0])
+        sent, answer = user.ask(HTTP_JSON, plain(payload))
+    assert answer.status == Status.JOB_FAILED and answer.signer == local.registration.signer
+    (reason,) = eth_abi.decode(["string"], answer.result)
+    assert reason.startswith("destination is a loopback address; the enclave does not fetch private networks")
+    assert _InternalService.hits == []  # never contacted: nothing to publish
+    assert user.consumer.functions.answerOf(sent.request_id).call() == [True, Status.JOB_FAILED, answer.result]
 
 
 def _fulfilled_ids(user: User, from_block: int) -> list[bytes]:

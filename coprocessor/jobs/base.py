@@ -10,6 +10,7 @@ from typing import Any
 
 from eth_abi import encode, is_encodable_type
 
+from coprocessor.egress import EgressPolicy
 from verifier.protocol import job_id as compute_job_id
 
 MAX_REASON_LENGTH = 200
@@ -41,6 +42,9 @@ class JobContext:
     secrets: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
     """The values of the secret set the request names (empty when it names none). Use them; never put
     them in a result or an error reason (the executor withholds any result that contains one)."""
+    egress: EgressPolicy = field(default_factory=EgressPolicy)
+    """Where outgoing HTTP may connect (:mod:`coprocessor.egress`); the default refuses every non-public
+    address. Fetch through ``coprocessor.egress.guarded_client(context.egress)``, never a plain client."""
 
     def remaining(self) -> float:
         """Seconds left in the time budget (never negative)."""

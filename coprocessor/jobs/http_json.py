@@ -9,7 +9,9 @@ Input ``(string url, string jsonPath, string resultType, uint8 decimals)``; outp
 
 1. ``url`` must be ``http://`` or ``https://`` with a host. The job sends ``GET`` with
    ``Accept: application/json``, follows at most 5 redirects and only to http/https URLs, and ignores proxy
-   settings from the environment.
+   settings from the environment. Every connection, each redirect hop included, goes only to public
+   addresses, checked on the resolved address (:mod:`coprocessor.egress`; the operator's ``egress_allow``
+   lists exceptions): a loopback, private, link-local... destination is JOB_FAILED.
 2. The response must have a 2xx status, arrive within ``http_timeout_seconds`` (and within the job's time
    budget), and be at most ``http_max_response_bytes`` long after content decoding.
 3. The body is parsed as JSON (numbers as exact decimals; ``NaN``/``Infinity`` are rejected), the value at
@@ -34,6 +36,7 @@ from typing import Any
 import httpx
 from eth_abi import encode
 
+from coprocessor.egress import EgressRefusedError, guarded_client
 from coprocessor.jobs.base import InvalidJobInputError, Job, JobContext, JobError
 from coprocessor.jobs.convert import check_result_type, convert
 from coprocessor.jobs.jsonpath import extract, parse_path
@@ -62,7 +65,8 @@ def _refuse_other_schemes(request: httpx.Request) -> None:
 
 
 def fetch(url: httpx.URL, context: JobContext, headers: dict[str, str] | None = None) -> bytes:
-    """GET ``url`` within the context's time and size limits; ``JobError`` on any upstream failure."""
+    """GET ``url`` within the context's time and size limits, connecting only where ``context.egress`` allows;
+    ``JobError`` on any upstream failure or refused destination."""
     budget = min(context.http_timeout_seconds, context.remaining())
     if budget <= 0:
         raise JobError("no time left in the job budget for the upstream request")
@@ -70,11 +74,11 @@ def fetch(url: httpx.URL, context: JobContext, headers: dict[str, str] | None = 
     limit = context.http_max_response_bytes
     try:
         with (
-            httpx.Client(
+            guarded_client(
+                context.egress,
                 timeout=httpx.Timeout(budget),
                 follow_redirects=True,
                 max_redirects=MAX_REDIRECTS,
-                trust_env=False,
                 event_hooks={"request": [_refuse_other_schemes]},
             ) as client,
             client.stream("GET", url, headers={"Accept": "application/json", **(headers or {})}) as response,
@@ -92,6 +96,8 @@ def fetch(url: httpx.URL, context: JobContext, headers: dict[str, str] | None = 
                 if time.monotonic() > deadline:
                     raise JobError(f"upstream request timed out after {budget:.3g} s")
             return bytes(body)
+    except EgressRefusedError as exc:
+        raise JobError(exc.reason) from None
     except httpx.TimeoutException as exc:
         raise JobError(f"upstream request timed out after {budget:.3g} s") from exc
     except httpx.TooManyRedirects as exc:

@@ -16,8 +16,9 @@ Output ``(bytes32 endpointHash, string model, bytes32 promptHash, bytes32 respon
 
 so the signed result says which endpoint and model answered which prompt. A long answer makes the result go
 off-chain (status RESULT_OFFCHAIN: its hash and length on-chain, the bytes from the relayer). Every upstream
-problem (HTTP status, timeout, size, not a chat completion) is JOB_FAILED with a reason naming the problem,
-never the prompt, the response body or the key; a malformed input is INVALID_INPUT.
+problem (HTTP status, timeout, size, not a chat completion, an endpoint on a loopback, private or link-local
+address that the operator's ``egress_allow`` does not list: :mod:`coprocessor.egress`) is JOB_FAILED with a
+reason naming the problem, never the prompt, the response body or the key; a malformed input is INVALID_INPUT.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 import httpx
 from eth_abi import encode
 
+from coprocessor.egress import EgressRefusedError, guarded_client
 from coprocessor.jobs.base import InvalidJobInputError, Job, JobContext, JobError
 from coprocessor.jobs.http_json import check_url
 from verifier.hashing import keccak256
@@ -75,7 +77,7 @@ def _complete(url: httpx.URL, body: dict[str, Any], api_key: str | None, context
     limit = context.http_max_response_bytes
     try:
         with (
-            httpx.Client(timeout=httpx.Timeout(budget), follow_redirects=False, trust_env=False) as client,
+            guarded_client(context.egress, timeout=httpx.Timeout(budget), follow_redirects=False) as client,
             client.stream("POST", url, headers=headers, content=json.dumps(body).encode()) as response,
         ):
             if not response.is_success:
@@ -85,6 +87,8 @@ def _complete(url: httpx.URL, body: dict[str, Any], api_key: str | None, context
                 raw += chunk
                 if len(raw) > limit:
                     raise JobError(f"model endpoint answer is larger than {limit} bytes")
+    except EgressRefusedError as exc:
+        raise JobError(exc.reason) from None
     except httpx.TimeoutException as exc:
         raise JobError(f"model endpoint timed out after {budget:.3g} s") from exc
     except httpx.HTTPError as exc:

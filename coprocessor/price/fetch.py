@@ -1,7 +1,9 @@
 """Ask every source of a pair at once; keep the quotes that arrive in time and parse, note the rest.
 
 Each source is fetched on its own thread with :func:`coprocessor.jobs.http_json.fetch` (GET, no proxies
-from the environment, at most 5 redirects to http/https only, body at most ``http_max_response_bytes``),
+from the environment, at most 5 redirects to http/https only, public addresses only unless ``egress_allow``
+lists them (:mod:`coprocessor.egress`: operator-chosen base URLs get no exception), body at most
+``http_max_response_bytes``),
 within ``min(context.http_timeout_seconds, context.remaining())``. A source that times out, fails, answers
 with a non-2xx status or returns something its adapter rejects is skipped and recorded with its reason;
 the others go on. The whole call returns by the context's deadline (plus a small grace) even if a source

@@ -36,6 +36,7 @@ def observe(
         deadline=context.deadline,
         http_timeout_seconds=min(settings.timeout_seconds, context.http_timeout_seconds),
         http_max_response_bytes=context.http_max_response_bytes,
+        egress=context.egress,
     )
     result = fetch_quotes(sources, fetch_context, clock=clock)
     try:

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from coprocessor_testdata import REQUESTER
+from coprocessor_testdata import LOCAL_EGRESS_ALLOW, REQUESTER
 
 from coprocessor.config import CoprocessorConfig
 from coprocessor.keys import EnclaveKeys
@@ -19,7 +19,7 @@ from verifier.protocol import Request
 
 @pytest.fixture
 def config(tmp_path: Path) -> CoprocessorConfig:
-    """A config with short budgets so failure paths run fast."""
+    """A config with short budgets so failure paths run fast, allowed to fetch the test servers on 127.0.0.1."""
     return CoprocessorConfig(
         data_dir=tmp_path / "data",
         job_timeout_seconds=2.0,
@@ -28,6 +28,7 @@ def config(tmp_path: Path) -> CoprocessorConfig:
         max_offchain_result_bytes=2048,
         queue_timeout_seconds=2.0,
         workers=4,
+        egress_allow=LOCAL_EGRESS_ALLOW,
     )
 
 

@@ -5,14 +5,20 @@ from __future__ import annotations
 import time
 
 import pytest
+from coprocessor_testdata import LOCAL_EGRESS_ALLOW
 from eth_abi import decode
 
+from coprocessor.egress import EgressPolicy
 from coprocessor.jobs import InvalidJobInputError, JobContext, JobError
 from coprocessor.jobs.http_json import HTTP_JSON_JOB, HTTP_JSON_V2_JOB
 
+LOCAL = EgressPolicy.allowing(*LOCAL_EGRESS_ALLOW)
+
 
 def run(url: str, path: str, result_type: str, decimals: int = 0, *, timeout: float = 0.5, limit: int = 2048) -> bytes:
-    context = JobContext(time.monotonic() + 5, http_timeout_seconds=timeout, http_max_response_bytes=limit)
+    context = JobContext(
+        time.monotonic() + 5, http_timeout_seconds=timeout, http_max_response_bytes=limit, egress=LOCAL
+    )
     result = HTTP_JSON_JOB.handler(context, (url, path, result_type, decimals))
     assert isinstance(result, bytes)
     return result
@@ -110,7 +116,9 @@ API_KEY = "sk-test-0123456789abcdef"
 
 
 def run_v2(url: str, headers: list[str], secrets: dict[str, str]) -> bytes:
-    context = JobContext(time.monotonic() + 5, http_timeout_seconds=0.5, http_max_response_bytes=2048, secrets=secrets)
+    context = JobContext(
+        time.monotonic() + 5, http_timeout_seconds=0.5, http_max_response_bytes=2048, secrets=secrets, egress=LOCAL
+    )
     result = HTTP_JSON_V2_JOB.handler(context, (url, headers, "balance", "uint256", 1))
     assert isinstance(result, bytes)
     return result

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
-from coprocessor_testdata import CHAIN_ID, REQUESTER, ROUTER
+from coprocessor_testdata import CHAIN_ID, LOCAL_EGRESS_ALLOW, REQUESTER, ROUTER
 from eth_abi import decode, encode
 
 from coprocessor.config import CoprocessorConfig
@@ -86,8 +86,10 @@ def api() -> Iterator[str]:
 
 @pytest.fixture
 def config(tmp_path: Path) -> CoprocessorConfig:
-    """The default size limits: 4,096 bytes on-chain, 1 MiB off-chain."""
-    return CoprocessorConfig(data_dir=tmp_path / "data", workers=4, queue_timeout_seconds=5.0)
+    """The default size limits: 4,096 bytes on-chain, 1 MiB off-chain; the test API on 127.0.0.1 allowed."""
+    return CoprocessorConfig(
+        data_dir=tmp_path / "data", workers=4, queue_timeout_seconds=5.0, egress_allow=LOCAL_EGRESS_ALLOW
+    )
 
 
 @pytest.fixture

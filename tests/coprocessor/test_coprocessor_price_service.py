@@ -11,11 +11,12 @@ from typing import Any
 
 import httpx
 import pytest
-from coprocessor_testdata import CHAIN_ID, ROUTER
+from coprocessor_testdata import CHAIN_ID, LOCAL_EGRESS_ALLOW, ROUTER
 from eth_abi import decode, encode
 
 from coprocessor.app import CoprocessorService, create_app
 from coprocessor.config import CoprocessorConfig
+from coprocessor.egress import EgressPolicy
 from coprocessor.executor import Executor
 from coprocessor.jobs import BUILTIN_JOBS, JobContext, JobRegistry
 from coprocessor.jobs.price import make_price_job
@@ -52,7 +53,12 @@ def price_config(config: CoprocessorConfig, replay: PriceReplay) -> CoprocessorC
 
 
 def context(seconds: float = 2.0) -> JobContext:
-    return JobContext(deadline=time.monotonic() + seconds, http_timeout_seconds=1.0, http_max_response_bytes=65536)
+    return JobContext(
+        deadline=time.monotonic() + seconds,
+        http_timeout_seconds=1.0,
+        http_max_response_bytes=65536,
+        egress=EgressPolicy.allowing(*LOCAL_EGRESS_ALLOW),
+    )
 
 
 def test_builtin_registry_has_price_at_1() -> None:
@@ -69,6 +75,7 @@ def test_config_from_env() -> None:
         "TEEBRIDGE_COPROCESSOR_PRICE_MAX_DEVIATION": "0.015",
         "TEEBRIDGE_COPROCESSOR_PRICE_MAX_AGE_SECONDS": "30",
         "TEEBRIDGE_COPROCESSOR_PRICE_TIMEOUT_SECONDS": "1.5",
+        "TEEBRIDGE_COPROCESSOR_EGRESS_ALLOW": "127.0.0.1",  # the base URLs are local: allowed explicitly
     }
     config = CoprocessorConfig.from_env(env)
     assert config.price_sources == {"ETH/USD": ("coinbase", "kraken", "binance:ETH/USDT"), "BTC/USD": ("okx",)}
@@ -133,6 +140,7 @@ def test_fetcher_records_http_errors_and_refused_connections(replay: PriceReplay
             data_dir=".",
             price_sources={"ETH/USD": ("coinbase", "kraken", "bitstamp")},
             price_base_urls={"*": replay.base_url, "bitstamp": "http://127.0.0.1:1"},
+            egress_allow=LOCAL_EGRESS_ALLOW,
         )
     )
     result = fetch_quotes(settings.sources["ETH/USD"], context())
