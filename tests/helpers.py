@@ -16,7 +16,9 @@ from web3.exceptions import ContractCustomError, ContractLogicError
 from relayer.chain import ChainClient
 from teebridge.anvil import DEV_KEYS
 from teebridge.deploy import Deployment, deploy_all
+from teebridge.stack import USER_KEY, LocalStack
 from teebridge.testkit import DEV_MEASUREMENT, DevEnclave, register_dev_enclave, requested_in
+from verifier.envelope import plain
 from verifier.hashing import keccak256
 from verifier.protocol import Domain, Request, job_id
 
@@ -110,6 +112,34 @@ def assert_reverts_with(call, sender: str, signature: str) -> None:
         call.call({"from": sender})
     data = getattr(info.value, "data", None) or str(info.value)
     assert str(data).startswith(selector), f"expected {signature} ({selector}), got {data!r}"
+
+
+class QuietJsonHandler(BaseHTTPRequestHandler):
+    """A base for test servers' handlers: :meth:`send_json` answers, and nothing is logged."""
+
+    def send_json(self, body: bytes, status: int = 200, content_type: str | None = "application/json") -> None:
+        """Answer ``status`` with ``body`` (already encoded) and its length."""
+        self.send_response(status)
+        if content_type:
+            self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def send_echo_requests(local: LocalStack, count: int) -> list[bytes]:
+    """Send ``count`` echo requests through the local stack's ExampleConsumer (ttl 600 s); their request ids."""
+    user = ChainClient(local.anvil.rpc_url, USER_KEY)
+    router = user.contract("Router", local.deployment.router)
+    consumer = user.contract("ExampleConsumer", local.deployment.consumer)
+    ids = []
+    for i in range(count):
+        receipt = user.send(consumer.functions.send(ECHO_JOB, plain(i.to_bytes(4, "big")), 100_000, 600))
+        ids.append(requested_in(router, receipt)[0].request_id)
+    return ids
 
 
 class _IPv6Server(ThreadingHTTPServer):

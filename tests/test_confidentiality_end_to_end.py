@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import eth_abi
@@ -23,7 +22,7 @@ from teebridge.anvil import DEV_KEYS
 from teebridge.gatekeeper_service import GatekeeperService
 from teebridge.sdk import ResultMismatchError, SecretsUploadError, TeeBridgeClient
 from teebridge.stack import USER_KEY, LocalStack
-from tests.helpers import serve_http
+from tests.helpers import QuietJsonHandler, serve_http
 from verifier.protocol import Status, job_id
 from verifier.suites import DecryptionError, Suite
 
@@ -35,7 +34,7 @@ API_KEY = "sk-e2e-SEALED-0f1e2d3c4b5a69788796a5b4"
 SEEN_KEYS: list[str] = []
 
 
-class _Api(BaseHTTPRequestHandler):
+class _Api(QuietJsonHandler):
     """A stand-in for a paid API: answers only with the right key."""
 
     def do_GET(self) -> None:
@@ -43,14 +42,7 @@ class _Api(BaseHTTPRequestHandler):
         SEEN_KEYS.append(key)
         ok = key == f"Bearer {API_KEY}"
         body = json.dumps({"balance": "42.5"} if ok else {"error": "unauthorized"}).encode()
-        self.send_response(200 if ok else 401)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+        self.send_json(body, 200 if ok else 401)
 
 
 @pytest.fixture(scope="module")
@@ -176,16 +168,10 @@ def test_a_large_result_goes_off_chain_and_is_checked_by_the_sdk(client: TeeBrid
     assert digest != b"\x00" * 32
 
 
-class _Liar(BaseHTTPRequestHandler):
+class _Liar(QuietJsonHandler):
     def do_GET(self) -> None:
         body = bytes(range(256)) * 19 + bytes(256)
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+        self.send_json(body, content_type=None)
 
 
 def test_key_rotation_keeps_old_ciphertexts_working_during_the_overlap(

@@ -15,13 +15,12 @@ from dataclasses import replace
 from typing import Any
 
 import httpx
-from web3.logs import DISCARD
 
 from relayer.chain import ChainClient
 from teebridge.gatekeeper_service import Outcome
 from teebridge.processes import RELAYER_READY, Child, python_module
 from teebridge.stack import OWNER_KEY, USER_KEY, LocalStack
-from verifier.envelope import plain
+from tests.helpers import send_echo_requests
 from verifier.protocol import Status, job_id
 
 ECHO = job_id("echo", 1)
@@ -49,19 +48,6 @@ def register(local: LocalStack, url: str, public_url: str) -> str:
     result = gatekeeper.check(url)
     assert result.outcome is Outcome.REGISTERED and result.endpoint == public_url.rstrip("/")
     return str(result.signer)
-
-
-def send(local: LocalStack, count: int) -> list[bytes]:
-    """Send ``count`` echo requests; their request ids."""
-    user = ChainClient(local.anvil.rpc_url, USER_KEY)
-    router = user.contract("Router", local.deployment.router)
-    consumer = user.contract("ExampleConsumer", local.deployment.consumer)
-    ids = []
-    for i in range(count):
-        receipt = user.send(consumer.functions.send(ECHO, plain(i.to_bytes(4, "big")), 100_000, 600))
-        (event,) = router.events.Requested().process_receipt(receipt, errors=DISCARD)
-        ids.append(bytes(event["args"]["requestId"]))
-    return ids
 
 
 def fulfilled(local: LocalStack, ids: list[bytes], start: int, timeout: float = 60.0) -> dict[bytes, list[str]]:
@@ -107,7 +93,7 @@ def test_a_relayer_with_only_discover_uses_enclaves_registered_during_the_run_an
             start = _block(local)
             ids = []
             for _ in range(4):  # four rounds, so four batches: the pool takes turns between the two enclaves
-                batch = send(local, 3)
+                batch = send_echo_requests(local, 3)
                 fulfilled(local, batch, start)
                 ids += batch
             signers = fulfilled(local, ids, start)
@@ -125,7 +111,7 @@ def test_a_relayer_with_only_discover_uses_enclaves_registered_during_the_run_an
             assert health["discovery"]["endpoints"] == {first: local.registration.signer}
 
             start = _block(local)
-            signers = fulfilled(local, send(local, 20), start)
+            signers = fulfilled(local, send_echo_requests(local, 20), start)
             assert all(len(s) == 1 for s in signers.values())  # every request once: none lost, none twice
             assert {s[0] for s in signers.values()} == {local.registration.signer}  # none went to the revoked one
 
@@ -149,7 +135,7 @@ def test_an_endpoint_whose_enclave_holds_another_key_is_refused() -> None:
             assert health["discovery"]["endpoints"] == {first: local.registration.signer}
 
             start = _block(local)
-            signers = fulfilled(local, send(local, 5), start)
+            signers = fulfilled(local, send_echo_requests(local, 5), start)
             assert {s[0] for s in signers.values()} == {local.registration.signer}
             assert "coprocessor " + impostor not in relayer.log_path.read_text()  # never sent work
 

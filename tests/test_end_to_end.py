@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 
 import eth_abi
 import pytest
@@ -14,7 +13,7 @@ from relayer.store import Store
 from relayer.submitter import FAULT_ENV, FAULT_EXIT_CODE
 from teebridge.client import build_input, live_enclave_keys, send_via_consumer, wait_for_answer
 from teebridge.stack import USER_KEY, LocalStack
-from tests.helpers import serve_http
+from tests.helpers import QuietJsonHandler, serve_http
 from verifier.envelope import Binding, encrypt, plain
 from verifier.protocol import Status, job_id
 
@@ -135,7 +134,7 @@ def test_unknown_job_ends_as_signed_error(local: LocalStack) -> None:
     assert answer.status == Status.UNKNOWN_JOB
 
 
-class _InternalService(BaseHTTPRequestHandler):
+class _InternalService(QuietJsonHandler):
     """Stands for a service on the enclave's network (cloud metadata, an admin API): answers anyone who asks."""
 
     hits: list[str] = []
@@ -143,14 +142,7 @@ class _InternalService(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.hits.append(self.path)
         body = b'{"secret": "internal-only"}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+        self.send_json(body)
 
 
 def test_http_json_to_a_non_public_address_is_a_signed_failure_on_chain(local: LocalStack) -> None:

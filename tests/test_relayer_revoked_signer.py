@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
-from web3.logs import DISCARD
 
 from relayer.chain import ChainClient
 from relayer.store import DELIVERED, EXPIRED, PENDING, SUBMITTED, Store
@@ -26,7 +25,7 @@ from relayer.submitter import FAULT_ENV, FAULT_EXIT_CODE, SKIP_UNAUTHORIZED_SIGN
 from teebridge.gatekeeper_service import Outcome
 from teebridge.processes import RELAYER_READY, Child, python_module
 from teebridge.stack import OWNER_KEY, USER_KEY, LocalStack
-from verifier.envelope import plain
+from tests.helpers import send_echo_requests
 from verifier.protocol import Status, job_id
 
 ECHO = job_id("echo", 1)
@@ -51,22 +50,9 @@ def second_enclave(local: LocalStack) -> Iterator[tuple[str, str]]:
         child.stop()
 
 
-def send(local: LocalStack, count: int) -> list[bytes]:
-    """Send ``count`` echo requests (ttl 600 s); their request ids."""
-    user = ChainClient(local.anvil.rpc_url, USER_KEY)
-    router = user.contract("Router", local.deployment.router)
-    consumer = user.contract("ExampleConsumer", local.deployment.consumer)
-    ids = []
-    for i in range(count):
-        receipt = user.send(consumer.functions.send(ECHO, plain(i.to_bytes(4, "big")), 100_000, 600))
-        (event,) = router.events.Requested().process_receipt(receipt, errors=DISCARD)
-        ids.append(bytes(event["args"]["requestId"]))
-    return ids
-
-
 def in_flight_on_a(local: LocalStack, count: int) -> list[bytes]:
     """``count`` requests whose results A signed, carried by one persisted transaction never broadcast."""
-    ids = send(local, count)
+    ids = send_echo_requests(local, count)
     crashing = local.start_relayer(
         extra_env={FAULT_ENV: "crash-before-broadcast"}, coprocessors=(local.coprocessor_url,)
     )

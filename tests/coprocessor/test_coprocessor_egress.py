@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,7 @@ from coprocessor.price.fetch import fetch_quotes
 from coprocessor.price.observe import observe
 from coprocessor.price.settings import PriceSettings
 from teebridge.price_replay import PriceReplay
-from tests.helpers import serve_http
+from tests.helpers import QuietJsonHandler, serve_http
 from verifier.envelope import plain
 from verifier.hashing import keccak256
 from verifier.protocol import Request, Status
@@ -165,7 +164,7 @@ def test_a_price_base_url_on_a_refused_address_needs_an_explicit_allow(tmp_path:
 # ---------------------------------------------------------------- real servers: http.json
 
 
-class _Upstream(BaseHTTPRequestHandler):
+class _Upstream(QuietJsonHandler):
     """``/price`` answers JSON; ``/to?url=...`` redirects there. Counts the requests it receives."""
 
     protocol_version = "HTTP/1.1"
@@ -180,14 +179,7 @@ class _Upstream(BaseHTTPRequestHandler):
             self.end_headers()
             return
         body = json.dumps({"price": "3150.5"}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+        self.send_json(body)
 
 
 def upstream() -> type[_Upstream]:

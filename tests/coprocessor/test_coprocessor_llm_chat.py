@@ -6,7 +6,6 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from coprocessor.jobs.llm_chat import LLM_CHAT_JOB, prompt_hash
 from coprocessor.keys import EnclaveKeys, load_or_create_keys
 from coprocessor.sealing import SimulatedSealer
 from coprocessor.secrets import SecretStore
-from tests.helpers import serve_http
+from tests.helpers import QuietJsonHandler, serve_http
 from verifier.envelope import Binding, encrypt, plain
 from verifier.hashing import keccak256
 from verifier.protocol import Request, Status
@@ -35,7 +34,7 @@ MEASUREMENT = keccak256(b"test measurement")
 SEEN: list[dict] = []
 
 
-class _Chat(BaseHTTPRequestHandler):
+class _Chat(QuietJsonHandler):
     """/v1/chat/completions as OpenAI serves it; /slow/v1 stalls, /broken/v1 answers 500, /odd/v1 non-chat JSON."""
 
     protocol_version = "HTTP/1.1"
@@ -68,14 +67,7 @@ class _Chat(BaseHTTPRequestHandler):
 
     def _send(self, status: int, doc: dict) -> None:
         data = json.dumps(doc).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+        self.send_json(data, status)
 
 
 @pytest.fixture(scope="module")
