@@ -16,6 +16,8 @@ from web3.exceptions import ContractCustomError, ContractLogicError
 from relayer.chain import ChainClient
 from teebridge.anvil import DEV_KEYS
 from teebridge.deploy import Deployment, deploy_all
+from teebridge.gatekeeper_service import Outcome
+from teebridge.processes import Child, python_module
 from teebridge.stack import USER_KEY, LocalStack
 from teebridge.testkit import DEV_MEASUREMENT, DevEnclave, register_dev_enclave, requested_in
 from verifier.envelope import plain
@@ -140,6 +142,25 @@ def send_echo_requests(local: LocalStack, count: int) -> list[bytes]:
         receipt = user.send(consumer.functions.send(ECHO_JOB, plain(i.to_bytes(4, "big")), 100_000, 600))
         ids.append(requested_in(router, receipt)[0].request_id)
     return ids
+
+
+@contextmanager
+def registered_enclave(local: LocalStack, name: str) -> Iterator[tuple[str, str]]:
+    """Another coprocessor beside the stack's (its own data dir ``name``, so its own key), registered by the
+    stack's gatekeeper; yields (URL, signer) and stops it on exit."""
+    assert local.workdir is not None and local.gatekeeper is not None
+    child = Child(
+        name,
+        python_module("coprocessor", "--data-dir", str(local.workdir / name), "--port", "0"),
+        local.workdir / f"{name}.log",
+    ).start()
+    try:
+        url = child.wait_for_url()
+        registered = local.gatekeeper.check(url)
+        assert registered.outcome is Outcome.REGISTERED and registered.signer != local.registration.signer
+        yield url, str(registered.signer)
+    finally:
+        child.stop()
 
 
 class _IPv6Server(ThreadingHTTPServer):

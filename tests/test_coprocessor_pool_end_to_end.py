@@ -7,9 +7,9 @@ import time
 from web3.logs import DISCARD
 
 from relayer.chain import ChainClient
-from teebridge.gatekeeper_service import Outcome
-from teebridge.processes import RELAYER_READY, Child, python_module
+from teebridge.processes import RELAYER_READY
 from teebridge.stack import USER_KEY, LocalStack
+from tests.helpers import registered_enclave
 from verifier.envelope import plain
 from verifier.protocol import Status, job_id
 
@@ -18,46 +18,37 @@ REQUESTS = 30
 
 
 def test_a_killed_coprocessor_is_replaced_by_another_enclave() -> None:
-    with LocalStack(with_relayer=False) as local:
-        assert local.workdir is not None and local.gatekeeper is not None
-        second = Child(
-            "coprocessor-2",
-            python_module("coprocessor", "--data-dir", str(local.workdir / "coprocessor-2"), "--port", "0"),
-            local.workdir / "coprocessor-2.log",
-        ).start()
-        try:
-            second_url = second.wait_for_url()
-            registered = local.gatekeeper.check(second_url)
-            assert registered.outcome is Outcome.REGISTERED and registered.signer != local.registration.signer
-            relayer = local.start_relayer(extra_args=("--coprocessor", second_url))
-            relayer.wait_for_line(RELAYER_READY, after=relayer.log_offset)
+    with (
+        LocalStack(with_relayer=False) as local,
+        registered_enclave(local, "coprocessor-2") as (second_url, second_signer),
+    ):
+        relayer = local.start_relayer(extra_args=("--coprocessor", second_url))
+        relayer.wait_for_line(RELAYER_READY, after=relayer.log_offset)
 
-            user = ChainClient(local.anvil.rpc_url, USER_KEY)
-            router = user.contract("Router", local.deployment.router)
-            consumer = user.contract("ExampleConsumer", local.deployment.consumer)
-            start = user.w3.eth.block_number
-            ids = []
-            for i in range(REQUESTS):
-                receipt = user.send(consumer.functions.send(ECHO, plain(i.to_bytes(4, "big")), 100_000, 600))
-                (event,) = router.events.Requested().process_receipt(receipt, errors=DISCARD)
-                ids.append(bytes(event["args"]["requestId"]))
-                if i == REQUESTS // 3:
-                    local.coprocessor.kill()  # the first enclave dies with work in flight
-                time.sleep(0.05)
+        user = ChainClient(local.anvil.rpc_url, USER_KEY)
+        router = user.contract("Router", local.deployment.router)
+        consumer = user.contract("ExampleConsumer", local.deployment.consumer)
+        start = user.w3.eth.block_number
+        ids = []
+        for i in range(REQUESTS):
+            receipt = user.send(consumer.functions.send(ECHO, plain(i.to_bytes(4, "big")), 100_000, 600))
+            (event,) = router.events.Requested().process_receipt(receipt, errors=DISCARD)
+            ids.append(bytes(event["args"]["requestId"]))
+            if i == REQUESTS // 3:
+                local.coprocessor.kill()  # the first enclave dies with work in flight
+            time.sleep(0.05)
 
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                fulfilled = router.events.Fulfilled().get_logs(from_block=start)
-                if len({bytes(e["args"]["requestId"]) for e in fulfilled}) >= REQUESTS:
-                    break
-                time.sleep(0.2)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
             fulfilled = router.events.Fulfilled().get_logs(from_block=start)
-            skipped = router.events.FulfillmentSkipped().get_logs(from_block=start)
-            delivered = [bytes(e["args"]["requestId"]) for e in fulfilled]
-            assert sorted(delivered) == sorted(ids)  # every request once: none lost, none twice
-            assert skipped == []
-            assert all(e["args"]["status"] == Status.OK for e in fulfilled)
-            signers = {e["args"]["signer"] for e in fulfilled}
-            assert registered.signer in signers  # the second enclave answered after the first died
-        finally:
-            second.stop()
+            if len({bytes(e["args"]["requestId"]) for e in fulfilled}) >= REQUESTS:
+                break
+            time.sleep(0.2)
+        fulfilled = router.events.Fulfilled().get_logs(from_block=start)
+        skipped = router.events.FulfillmentSkipped().get_logs(from_block=start)
+        delivered = [bytes(e["args"]["requestId"]) for e in fulfilled]
+        assert sorted(delivered) == sorted(ids)  # every request once: none lost, none twice
+        assert skipped == []
+        assert all(e["args"]["status"] == Status.OK for e in fulfilled)
+        signers = {e["args"]["signer"] for e in fulfilled}
+        assert second_signer in signers  # the second enclave answered after the first died

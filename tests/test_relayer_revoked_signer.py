@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -22,32 +21,13 @@ import httpx
 from relayer.chain import ChainClient
 from relayer.store import DELIVERED, EXPIRED, PENDING, SUBMITTED, Store
 from relayer.submitter import FAULT_ENV, FAULT_EXIT_CODE, SKIP_UNAUTHORIZED_SIGNER
-from teebridge.gatekeeper_service import Outcome
-from teebridge.processes import RELAYER_READY, Child, python_module
+from teebridge.processes import RELAYER_READY
 from teebridge.stack import OWNER_KEY, USER_KEY, LocalStack
-from tests.helpers import send_echo_requests
+from tests.helpers import registered_enclave, send_echo_requests
 from verifier.protocol import Status, job_id
 
 ECHO = job_id("echo", 1)
 REEXECUTING = re.compile(r"WARNING .*signer revoked; its result is discarded and another enclave executes it again")
-
-
-@contextmanager
-def second_enclave(local: LocalStack) -> Iterator[tuple[str, str]]:
-    """Coprocessor B (its own data dir, so its own key), registered by the gatekeeper; yields (URL, signer)."""
-    assert local.workdir is not None
-    child = Child(
-        "coprocessor-b",
-        python_module("coprocessor", "--data-dir", str(local.workdir / "coprocessor-b"), "--port", "0"),
-        local.workdir / "coprocessor-b.log",
-    ).start()
-    try:
-        url = child.wait_for_url()
-        registered = local.gatekeeper.check(url)
-        assert registered.outcome is Outcome.REGISTERED and registered.signer != local.registration.signer
-        yield url, str(registered.signer)
-    finally:
-        child.stop()
 
 
 def in_flight_on_a(local: LocalStack, count: int) -> list[bytes]:
@@ -120,7 +100,7 @@ def delivered_once_by(local: LocalStack, ids: list[bytes], start: int, signer: s
 
 
 def test_a_single_fulfil_signed_by_a_revoked_enclave_is_executed_again_by_another() -> None:
-    with LocalStack(with_relayer=False) as local, second_enclave(local) as (b_url, b_signer):
+    with LocalStack(with_relayer=False) as local, registered_enclave(local, "coprocessor-b") as (b_url, b_signer):
         start = ChainClient(local.anvil.rpc_url, USER_KEY).w3.eth.block_number
         ids = in_flight_on_a(local, 1)
         revoke(local, local.registration.signer)
@@ -137,7 +117,7 @@ def test_a_single_fulfil_signed_by_a_revoked_enclave_is_executed_again_by_anothe
 
 
 def test_a_batch_signed_by_a_revoked_enclave_is_executed_again_by_another() -> None:
-    with LocalStack(with_relayer=False) as local, second_enclave(local) as (b_url, b_signer):
+    with LocalStack(with_relayer=False) as local, registered_enclave(local, "coprocessor-b") as (b_url, b_signer):
         start = ChainClient(local.anvil.rpc_url, USER_KEY).w3.eth.block_number
         ids = in_flight_on_a(local, 6)
         revoke(local, local.registration.signer)
