@@ -145,22 +145,29 @@ def send_echo_requests(local: LocalStack, count: int) -> list[bytes]:
 
 
 @contextmanager
-def registered_enclave(local: LocalStack, name: str) -> Iterator[tuple[str, str]]:
-    """Another coprocessor beside the stack's (its own data dir ``name``, so its own key), registered by the
-    stack's gatekeeper; yields (URL, signer) and stops it on exit."""
-    assert local.workdir is not None and local.gatekeeper is not None
+def extra_coprocessor(local: LocalStack, name: str) -> Iterator[str]:
+    """Another real coprocessor beside the stack's (its own data dir ``name``, so its own keys), not registered;
+    yields its URL and stops it on exit."""
+    assert local.workdir is not None
     child = Child(
         name,
         python_module("coprocessor", "--data-dir", str(local.workdir / name), "--port", "0"),
         local.workdir / f"{name}.log",
     ).start()
     try:
-        url = child.wait_for_url()
+        yield child.wait_for_url()
+    finally:
+        child.stop()
+
+
+@contextmanager
+def registered_enclave(local: LocalStack, name: str) -> Iterator[tuple[str, str]]:
+    """:func:`extra_coprocessor`, registered by the stack's gatekeeper; yields (URL, signer)."""
+    assert local.gatekeeper is not None
+    with extra_coprocessor(local, name) as url:
         registered = local.gatekeeper.check(url)
         assert registered.outcome is Outcome.REGISTERED and registered.signer != local.registration.signer
         yield url, str(registered.signer)
-    finally:
-        child.stop()
 
 
 class _IPv6Server(ThreadingHTTPServer):

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -18,28 +16,13 @@ import httpx
 
 from relayer.chain import ChainClient
 from teebridge.gatekeeper_service import Outcome
-from teebridge.processes import RELAYER_READY, Child, python_module
+from teebridge.processes import RELAYER_READY
 from teebridge.stack import OWNER_KEY, USER_KEY, LocalStack
-from tests.helpers import send_echo_requests
+from tests.helpers import extra_coprocessor, send_echo_requests
 from verifier.protocol import Status, job_id
 
 ECHO = job_id("echo", 1)
 FAST = ("--discover-interval", "0.3")
-
-
-@contextmanager
-def coprocessor(local: LocalStack, name: str) -> Iterator[str]:
-    """A further real coprocessor (its own data dir, so its own keys); yields its URL."""
-    assert local.workdir is not None
-    child = Child(
-        name,
-        python_module("coprocessor", "--data-dir", str(local.workdir / name), "--port", "0"),
-        local.workdir / f"{name}.log",
-    ).start()
-    try:
-        yield child.wait_for_url()
-    finally:
-        child.stop()
 
 
 def register(local: LocalStack, url: str, public_url: str) -> str:
@@ -83,7 +66,7 @@ def test_a_relayer_with_only_discover_uses_enclaves_registered_during_the_run_an
         assert members(local)[first]["origin"] == "discovered"
         assert members(local)[first]["signer"] == local.registration.signer
 
-        with coprocessor(local, "coprocessor-2") as second:
+        with extra_coprocessor(local, "coprocessor-2") as second:
             signer = register(local, second, second + "/")  # a trailing slash is fine
             relayer.wait_for_line(re.compile(f"discovered coprocessor {re.escape(second)} .*added"), after=0)
             assert members(local)[second]["signer"] == signer
@@ -119,7 +102,7 @@ def test_a_relayer_with_only_discover_uses_enclaves_registered_during_the_run_an
 def test_an_endpoint_whose_enclave_holds_another_key_is_refused() -> None:
     with LocalStack(with_relayer=False) as local:
         first = local.coprocessor_url
-        with coprocessor(local, "coprocessor-2") as second, coprocessor(local, "impostor") as impostor:
+        with extra_coprocessor(local, "coprocessor-2") as second, extra_coprocessor(local, "impostor") as impostor:
             signer = register(local, second, impostor)  # a wrong URL: another enclave answers there
             relayer = local.start_relayer(extra_args=("--discover", *FAST))  # one configured, the rest discovered
             relayer.wait_for_line(RELAYER_READY, after=relayer.log_offset)
