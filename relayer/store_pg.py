@@ -159,9 +159,11 @@ class PostgresStore(SqlStore):
     @contextmanager
     def transaction(self) -> Iterator[_Handle]:
         """One atomic SQL transaction (READ COMMITTED; claims and fences take row locks)."""
-        conn = self._live()
-        with conn.transaction():
-            yield _Handle(conn)
+        with self._lock:
+            conn = self._live()
+            with conn.transaction():
+                yield _Handle(conn)
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        return self._live().execute(_pg(sql), tuple(params)).fetchall()
+        with self._lock:
+            return self._live().execute(_pg(sql), tuple(params)).fetchall()

@@ -29,10 +29,10 @@ from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import ContractLogicError, TransactionNotFound
-from web3.logs import DISCARD
 
 from relayer.accounts import AccountPool, SubmitterAccount
-from relayer.chain import ChainClient
+from relayer.chain import ChainClient, raw_receipt
+from relayer.events import EventDecoder
 from relayer.revert_reasons import describe_revert
 from relayer.store import (
     DELIVERED,
@@ -142,6 +142,10 @@ class Submitter:
         """How many fee-bumped replacements this submitter signed (for tests and metrics)."""
         self._skip_warned: dict[str, float] = {}
         """Account -> when it was last warned about as unable to pay (monotonic seconds)."""
+        self.on_mined: Callable[[str, Any], None] | None = None
+        """Called with (hash, receipt) of each mined transaction before its requests are settled (metrics)."""
+        self._fulfilled = EventDecoder(router.abi, "Fulfilled")
+        self._skipped_event = EventDecoder(router.abi, "FulfillmentSkipped")
         self._begin_pass()
 
     # ---------------------------------------------------------------- accounts
@@ -277,25 +281,17 @@ class Submitter:
         stored_commitments = (
             self.router.functions.commitmentsOf([s.request_id for s in claimed]).call() if claimed else []
         )
+        closed: list[tuple[bytes, str, str]] = []
         for stored, commitment in zip(claimed, stored_commitments, strict=True):
             if int.from_bytes(commitment, "big") == 0:
-                self.store.mark_final(
-                    stored.request_id,
-                    SETTLED,
-                    "no longer pending on-chain (fulfilled or cancelled)",
-                    only_from=[EXECUTED],
-                )
+                closed.append((stored.request_id, SETTLED, "no longer pending on-chain (fulfilled or cancelled)"))
                 continue
             if now > stored.expiry:
-                self.store.mark_final(
-                    stored.request_id,
-                    EXPIRED,
-                    "expired before delivery; cancel() refunds the fee",
-                    only_from=[EXECUTED],
-                )
+                closed.append((stored.request_id, EXPIRED, "expired before delivery; cancel() refunds the fee"))
                 continue
             assert stored.fulfillment is not None
             batch.append((stored, SignedResult.from_json(stored.fulfillment)))
+        self.store.mark_final_many(closed, only_from=[EXECUTED])
         if not batch:
             return 0
         account = self._choose()
@@ -469,9 +465,8 @@ class Submitter:
         replaced); none mined and the nonce used: dropped; else re-broadcast the newest, or replace it if stuck."""
         key = (sender, nonce)
         for tx in group:
-            try:
-                receipt = self.w3.eth.get_transaction_receipt(tx.tx_hash)
-            except TransactionNotFound:
+            receipt = self.receipt(tx.tx_hash)
+            if receipt is None:
                 continue
             self._looks_dropped.pop(key, None)
             depth_needed = self.policy.confirmations
@@ -561,19 +556,23 @@ class Submitter:
         )
         return True
 
+    def receipt(self, tx_hash: str) -> dict[str, Any] | None:
+        """The receipt of ``tx_hash`` (raw logs, see :func:`relayer.chain.raw_receipt`), or None if not mined."""
+        return raw_receipt(self.w3, tx_hash)
+
     def _apply_receipt(self, tx: StoredTransaction, receipt) -> None:
+        if self.on_mined is not None:
+            self.on_mined(tx.tx_hash, receipt)
         if receipt["status"] != 1:
             log.warning("transaction %s reverted; its requests go back to the queue", tx.tx_hash)
             self.store.close_transaction(tx.tx_hash, TX_MINED, requeue=tx.request_ids)
             return
-        fulfilled = {
-            bytes(ev["args"]["requestId"]): ev["args"]
-            for ev in self.router.events.Fulfilled().process_receipt(receipt, errors=DISCARD)
-        }
-        skipped = {
-            bytes(ev["args"]["requestId"]): ev["args"]["reason"]
-            for ev in self.router.events.FulfillmentSkipped().process_receipt(receipt, errors=DISCARD)
-        }
+        # Only the Router's own logs count (a consumer's callback could emit a look-alike event), decoded with
+        # eth_abi from the artifact's ABI: web3's process_receipt was a large share of the relayer's CPU.
+        logs, router = receipt["logs"], self.router.address
+        fulfilled = {bytes(a["requestId"]): a for a in self._fulfilled.decode_all(logs, router)}
+        skipped = {bytes(a["requestId"]): a["reason"] for a in self._skipped_event.decode_all(logs, router)}
+        finals: list[tuple[bytes, str, str]] = []
         for request_id in tx.request_ids:
             if request_id in fulfilled:
                 args = fulfilled[request_id]
@@ -584,10 +583,11 @@ class Submitter:
                     "callbackSucceeded": args["callbackSucceeded"],
                     "callbackGasUsed": args["callbackGasUsed"],
                 }
-                self.store.mark_final(request_id, DELIVERED, json.dumps(outcome))
+                finals.append((request_id, DELIVERED, json.dumps(outcome)))
             elif skipped.get(request_id) == SKIP_NOT_PENDING:
-                self.store.mark_final(request_id, SETTLED, f"already settled when {tx.tx_hash} was mined")
+                finals.append((request_id, SETTLED, f"already settled when {tx.tx_hash} was mined"))
             else:
                 reason = SKIP_REASONS.get(skipped.get(request_id, 0), "no event for it in the receipt")
-                self.store.mark_final(request_id, FAILED, f"router refused in {tx.tx_hash}: {reason}")
+                finals.append((request_id, FAILED, f"router refused in {tx.tx_hash}: {reason}"))
+        self.store.mark_final_many(finals)
         self.store.close_transaction(tx.tx_hash, TX_MINED)

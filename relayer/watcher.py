@@ -19,6 +19,8 @@ from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import BlockNotFound
 
+from relayer.chain import raw_request
+from relayer.events import EventDecoder
 from relayer.store import SqlStore, StoredRequest
 
 log = logging.getLogger("teebridge.relayer.watcher")
@@ -62,7 +64,8 @@ class Watcher:
         self.reorg_window = reorg_window
         self.rewinds = 0
         """How many times this watcher rewound its cursor (for tests and metrics)."""
-        self._topic = router.events.Requested().topic
+        self._requested = EventDecoder(router.abi, "Requested")
+        self._topic = self._requested.topic_hex
 
     def poll(self) -> int:
         """Undo any reorganised blocks, then store every request logged since the cursor; return how many.
@@ -95,9 +98,7 @@ class Watcher:
             hashes = self._block_hashes(first, end, parent if first == start else None)
             if hashes is None:
                 break
-            logs = self.w3.eth.get_logs(
-                {"address": self.router.address, "fromBlock": start, "toBlock": end, "topics": [self._topic]}
-            )
+            logs = self.get_logs(start, end)
             if not self._consistent(logs, hashes, end):
                 log.info("the chain changed during the scan of blocks %d..%d; rescanning next poll", start, end)
                 break
@@ -109,6 +110,16 @@ class Watcher:
             parent = hashes.get(end)
             start = end + 1
         return added
+
+    def get_logs(self, start: int, end: int) -> list[dict[str, Any]]:
+        """The Router's ``Requested`` logs of blocks ``start..end``, as the node sent them (one ``eth_getLogs``,
+        no web3 formatting: ``blockNumber`` made an int, hashes and data left ``0x`` strings)."""
+        logs = raw_request(
+            self.w3,
+            "eth_getLogs",
+            [{"address": self.router.address, "fromBlock": hex(start), "toBlock": hex(end), "topics": [self._topic]}],
+        )
+        return [{**entry, "blockNumber": int(entry["blockNumber"], 16)} for entry in logs]
 
     # ---------------------------------------------------------------- reorg handling
 
@@ -174,12 +185,12 @@ class Watcher:
         """The logs come from the blocks whose hashes we are about to remember, and ``end`` has not moved."""
         for entry in logs:
             expected = hashes.get(entry["blockNumber"])
-            if expected is not None and entry["blockHash"].to_0x_hex() != expected:
+            if expected is not None and str(entry["blockHash"]).lower() != expected.lower():
                 return False
         return end not in hashes or self._hash_of(end) == hashes[end]
 
     def _request(self, entry: Any) -> StoredRequest:
-        args = self.router.events.Requested().process_log(entry)["args"]
+        args = self._requested.decode(entry)  # eth_abi directly: web3's process_log cost more than the rest
         return StoredRequest(
             request_id=bytes(args["requestId"]),
             requester=args["requester"],
@@ -189,5 +200,5 @@ class Watcher:
             fee=args["fee"],
             expiry=args["expiry"],
             block_number=entry["blockNumber"],
-            tx_hash=entry["transactionHash"].to_0x_hex(),
+            tx_hash=str(entry["transactionHash"]),
         )

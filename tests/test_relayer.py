@@ -9,7 +9,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from web3.exceptions import TransactionNotFound
 
 from relayer.chain import ChainClient
 from relayer.service import Relayer, RelayerConfig
@@ -159,17 +158,16 @@ def test_transaction_mined_during_reconcile_is_not_taken_for_dropped(local: Loca
         relayer.tick()  # executed and submitted; the transaction waits in the mempool
         stored = relayer.store.get(request_id)
         assert stored is not None and stored.state == SUBMITTED
-        real_lookup = w3.eth.get_transaction_receipt
         calls = []
 
         def lookup_then_mine(tx_hash):
             calls.append(tx_hash)
             w3.provider.make_request("evm_mine", [])
-            raise TransactionNotFound("not yet")
+            return None  # "not mined yet"
 
-        w3.eth.get_transaction_receipt = lookup_then_mine
+        relayer.submitter.receipt = lookup_then_mine
         relayer.submitter.reconcile()
-        w3.eth.get_transaction_receipt = real_lookup
+        del relayer.submitter.receipt  # the class's own lookup again
         assert calls, "the race was exercised"
         assert relayer.store.get(request_id).state == SUBMITTED, "a mined transaction was taken for dropped"
         relayer.submitter.reconcile()
@@ -183,13 +181,11 @@ def test_receipt_served_late_is_not_taken_for_dropped(local: LocalStack, tmp_pat
     """The node reports the nonce used but no receipt yet (anvil under load does): wait, do not requeue."""
     request_id = request_echo(local, b"late receipt")
     relayer = relayer_for(local, tmp_path / "r.sqlite")
-    w3 = relayer.chain.w3
-    real_lookup = w3.eth.get_transaction_receipt
 
     def not_yet(tx_hash):
-        raise TransactionNotFound("not served yet")
+        return None  # "not served yet"
 
-    w3.eth.get_transaction_receipt = not_yet
+    relayer.submitter.receipt = not_yet
     try:
         relayer.tick()  # executed, submitted and mined at once (automine); the receipt "is not there"
         for _ in range(2):
@@ -197,7 +193,7 @@ def test_receipt_served_late_is_not_taken_for_dropped(local: LocalStack, tmp_pat
         stored = relayer.store.get(request_id)
         assert stored is not None and stored.state == SUBMITTED, "a mined transaction was taken for dropped"
     finally:
-        w3.eth.get_transaction_receipt = real_lookup
+        del relayer.submitter.receipt  # the class's own lookup again
     relayer.submitter.reconcile()
     assert relayer.store.get(request_id).state == DELIVERED
     assert relayer.store.transactions_for(request_id) == 1

@@ -253,16 +253,16 @@ def test_reorg_during_a_scan_stores_nothing_from_the_old_chain(local: LocalStack
     watcher.poll()
     cursor = store.cursor()
     request_id, _ = user.send(user.sign(b"raced"))
-    real_get_logs = client.w3.eth.get_logs
+    real_get_logs = watcher.get_logs
 
-    def get_logs_then_reorg(params):  # the chain is replaced right after the node answered
-        logs = real_get_logs(params)
+    def get_logs_then_reorg(start, end):  # the chain is replaced right after the node answered
+        logs = real_get_logs(start, end)
         reorg(user.w3, 1)
         return logs
 
-    client.w3.eth.get_logs = get_logs_then_reorg
+    watcher.get_logs = get_logs_then_reorg
     assert watcher.poll() == 0
-    client.w3.eth.get_logs = real_get_logs
+    del watcher.get_logs  # the class's own method again
     assert store.get(request_id) is None and store.cursor() == cursor
     assert watcher.poll() == 0
     assert store.get(request_id) is None and store.cursor() == client.w3.eth.block_number
