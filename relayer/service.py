@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,12 @@ PIPELINE: dict[str, tuple[str, ...]] = {
     "submit": ("reconcile", "submit", "cancel", "settle"),
 }
 
+#: How many execute batches are sent to the coprocessors at once (each at most ``max_batch`` requests).
+EXECUTE_CONCURRENCY = 2
+#: Seconds between two runs of the observe stage in the pipelined loops (balances, nonces and gauges: one
+#: RPC per account each, not worth doing on every pass of the chain loop).
+OBSERVE_INTERVAL = 2.0
+
 #: A request's ``outcome`` holds this key (as JSON) once auto-cancel has acted on it.
 AUTO_CANCEL_KEY = "autoCancel"
 #: How many expired requests the auto-cancel stage looks at per pass.
@@ -189,6 +196,8 @@ class Relayer:
         self._last_tick_ok: float | None = None
         self._last_errors: list[str] = []
         self._loop_ok: dict[str, float] = {}
+        self._last_renewal = float("-inf")
+        self._execute_pool: ThreadPoolExecutor | None = None
         self._loop_errors: dict[str, list[str]] = {}
         self._counts: dict[str, int] = {}
         self._accounts_report: list[dict[str, Any]] = []
@@ -241,6 +250,8 @@ class Relayer:
         if self._health_server is not None:
             self._health_server.stop()
             self._health_server = None
+        if self._execute_pool is not None:
+            self._execute_pool.shutdown(wait=True)
         self.coprocessor.close()
         self.store.close()
 
@@ -307,7 +318,13 @@ class Relayer:
         return report
 
     def _renew_leases(self, report: TickReport) -> None:
+        # Every quarter of the lease is plenty (the claims themselves extend what they take); renewing on every
+        # pass rewrote every open row several times a second under a backlog.
+        now = time.monotonic()
+        if now - self._last_renewal < self.config.lease_seconds / 4:
+            return
         self.store.renew_leases()
+        self._last_renewal = now
 
     def _reconcile(self, report: TickReport) -> None:
         self.submitter.reconcile()
@@ -343,8 +360,17 @@ class Relayer:
         # the coprocessor still finds too large)
         batch = self.config.max_batch
         pending = self.store.claim(PENDING, batch * len(self.accounts))
-        for first in range(0, len(pending), batch):
-            report.executed += self._execute_batch(pending[first : first + batch])
+        chunks = [pending[first : first + batch] for first in range(0, len(pending), batch)]
+        if len(chunks) > 1:  # side by side: one batch is verified while the coprocessor works on the next
+            report.executed += sum(self._executor().map(self._execute_batch, chunks))
+        elif chunks:
+            report.executed += self._execute_batch(chunks[0])
+
+    def _executor(self) -> ThreadPoolExecutor:
+        """The threads that send execute batches side by side (created on first use)."""
+        if self._execute_pool is None:
+            self._execute_pool = ThreadPoolExecutor(max_workers=EXECUTE_CONCURRENCY, thread_name_prefix="execute")
+        return self._execute_pool
 
     def _execute_batch(self, pending: list[StoredRequest]) -> int:
         try:
@@ -693,6 +719,7 @@ class Relayer:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, lambda *_: stop.set())
         stages = self._stages()
+        stages["observe"] = self._throttled(stages["observe"], OBSERVE_INTERVAL)
         threads = []
         for loop, names in PIPELINE.items():
             group = {name: stages[name] for name in names if name in stages}
@@ -702,6 +729,18 @@ class Relayer:
         stop.wait()
         for thread in threads:
             thread.join(timeout=max(30.0, 3 * self.config.rpc_timeout))
+
+    @staticmethod
+    def _throttled(stage: Callable[[TickReport], None], interval: float) -> Callable[[TickReport], None]:
+        """``stage``, run at most once every ``interval`` seconds (a call in between does nothing)."""
+        due = [0.0]
+
+        def run(report: TickReport) -> None:
+            if time.monotonic() >= due[0]:
+                due[0] = time.monotonic() + interval
+                stage(report)
+
+        return run
 
     def _loop(self, loop: str, stages: dict[str, Callable[[TickReport], None]], stop: threading.Event) -> None:
         """Run ``stages`` as one pass every ``poll_interval`` seconds (at once again if a pass took longer)."""
