@@ -133,6 +133,8 @@ PIPELINE: dict[str, tuple[str, ...]] = {
     "submit": ("reconcile", "submit", "cancel", "settle"),
 }
 
+#: Seconds between two INFO lines of each pipelined loop saying where its time went (when it moved requests).
+STAGE_REPORT_INTERVAL = 30.0
 #: How many execute batches are sent to the coprocessors at once (each at most ``max_batch`` requests).
 EXECUTE_CONCURRENCY = 2
 #: Seconds between two runs of the observe stage in the pipelined loops (balances, nonces and gauges: one
@@ -197,6 +199,7 @@ class Relayer:
         self._last_errors: list[str] = []
         self._loop_ok: dict[str, float] = {}
         self._last_renewal = float("-inf")
+        self._stage_seconds: dict[str, float] = {}
         self._execute_pool: ThreadPoolExecutor | None = None
         self._loop_errors: dict[str, list[str]] = {}
         self._counts: dict[str, int] = {}
@@ -294,12 +297,17 @@ class Relayer:
         """Run ``stages`` in order as one pass of ``loop``; record its errors and success for /health."""
         report = TickReport()
         for name, stage in stages.items():
+            started = time.monotonic()
             try:
                 stage(report)
             except Exception as exc:  # a flaky RPC or coprocessor must not kill the loop
                 log.warning("%s failed: %s", name, exc)
                 report.errors.append(f"{name}: {exc}")
                 self.metrics.tick_errors.inc(stage=name)
+            spent = time.monotonic() - started
+            self.metrics.stage_seconds.inc(spent, stage=name)
+            with self._health_lock:
+                self._stage_seconds[name] = self._stage_seconds.get(name, 0.0) + spent
         now = time.time()
         self.metrics.ticks.inc()
         self.metrics.last_tick.set(now)
@@ -744,7 +752,24 @@ class Relayer:
 
     def _loop(self, loop: str, stages: dict[str, Callable[[TickReport], None]], stop: threading.Event) -> None:
         """Run ``stages`` as one pass every ``poll_interval`` seconds (at once again if a pass took longer)."""
+        passes, done, since = 0, 0, time.monotonic()
         while not stop.is_set():
             started = time.monotonic()
-            self._run_stages(stages, loop)
+            report = self._run_stages(stages, loop)
+            passes += 1
+            done += report.seen + report.executed + report.submitted
+            if started - since >= STAGE_REPORT_INTERVAL:
+                self._log_stage_times(loop, stages, passes, done, started - since)
+                passes, done, since = 0, 0, started
             stop.wait(max(0.0, self.config.poll_interval - (time.monotonic() - started)))
+
+    def _log_stage_times(
+        self, loop: str, stages: dict[str, Callable[[TickReport], None]], passes: int, done: int, elapsed: float
+    ) -> None:
+        """Log where ``loop`` spent the last ``elapsed`` seconds, stage by stage (and reset the tally)."""
+        with self._health_lock:
+            spent = {name: self._stage_seconds.pop(name, 0.0) for name in stages}
+        if not done:
+            return  # idle: nothing worth a line
+        detail = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in spent.items() if seconds >= 0.05)
+        log.info("%s loop: %d passes in %.0fs, %d requests moved; %s", loop, passes, elapsed, done, detail)

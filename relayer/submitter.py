@@ -60,6 +60,11 @@ SKIP_REASONS = {1: "not pending", 2: "commitment mismatch", 3: "expired", 4: "ba
 FAULT_ENV = "TEEBRIDGE_RELAYER_FAULT"
 FAULT_EXIT_CODE = 86
 GWEI = 10**9
+#: Batches of at least this many items are simulated with one ``eth_call`` at a predicted gas limit (see
+#: :meth:`Submitter._simulate`); smaller ones are estimated.
+PREDICT_MIN_ITEMS = 16
+#: Every this many large batches, one is estimated anyway, so the per-item figure follows the callbacks' cost.
+REESTIMATE_EVERY = 16
 #: The priority fee when none is configured and recent blocks paid none (e.g. an idle local chain).
 MIN_PRIORITY_FEE_WEI = 10**7
 
@@ -142,6 +147,9 @@ class Submitter:
         """How many fee-bumped replacements this submitter signed (for tests and metrics)."""
         self._skip_warned: dict[str, float] = {}
         """Account -> when it was last warned about as unable to pay (monotonic seconds)."""
+        self._gas_per_item = 0.0
+        self._predictions = 0
+        """The last ``eth_estimateGas`` of a submission divided by its items (0: none yet); see :meth:`_simulate`."""
         self.on_mined: Callable[[str, Any], None] | None = None
         """Called with (hash, receipt) of each mined transaction before its requests are settled (metrics)."""
         self._fulfilled = EventDecoder(router.abi, "Fulfilled")
@@ -299,14 +307,14 @@ class Submitter:
             return self._no_account(batch)
         call = self._call_for(batch)
         try:
-            gas = call.estimate_gas({"from": account.address})
+            gas_limit = self._simulate(call, len(batch), account)
         except (ContractLogicError, ValueError) as exc:
             if len(batch) > 1:
                 # Find the culprit: submit the items one by one.
                 return sum(self._submit([item]) for item in batch)
             self._simulation_failed(batch[0][0], exc)
             return 0
-        return self._send(batch, call, gas, account)
+        return self._send(batch, call, gas_limit, account)
 
     def _submit(self, batch: list[tuple[StoredRequest, SignedResult]]) -> int:
         account = self._choose()
@@ -314,11 +322,39 @@ class Submitter:
             return self._no_account(batch)
         call = self._call_for(batch)
         try:
-            gas = call.estimate_gas({"from": account.address})
+            gas_limit = self._simulate(call, len(batch), account)
         except (ContractLogicError, ValueError) as exc:
             self._simulation_failed(batch[0][0], exc)
             return 0
-        return self._send(batch, call, gas, account)
+        return self._send(batch, call, gas_limit, account)
+
+    def _simulate(self, call: Any, items: int, account: SubmitterAccount) -> int:
+        """Simulate ``call`` (``items`` fulfilments) from ``account`` on the latest state; return the gas limit to
+        send it with. Raises what web3 raises for a revert (``ContractLogicError``, ``ValueError``).
+
+        The gas limit is ``gas_margin x estimate + gas_extra``. ``eth_estimateGas`` runs the whole batch several
+        times (a search; ~70 ms for 256 items on anvil, against ~10 ms for one ``eth_call``), so once an estimate
+        is known per item, the next batch of at least :data:`PREDICT_MIN_ITEMS` items (all but every
+        :data:`REESTIMATE_EVERY`-th) is predicted from it and simulated with one ``eth_call`` at exactly the
+        gas limit it will be sent with: if that succeeds the transaction does the same on the same state (the
+        Router reverts rather than give a callback less than its gas limit, so too little gas cannot pass
+        unnoticed). If the call fails, a real estimate decides: it fails too (the batch reverts: the caller looks
+        for the culprit) or gives the new per-item figure.
+        """
+        sender = {"from": account.address}
+        large = items >= PREDICT_MIN_ITEMS  # a small batch's fixed cost would skew the per-item figure
+        self._predictions += 1 if large else 0
+        if large and self._gas_per_item and self._predictions % REESTIMATE_EVERY:
+            predicted = int(self._gas_per_item * items * self.policy.gas_margin) + self.policy.gas_extra
+            try:
+                call.call({**sender, "gas": predicted})
+                return predicted
+            except Exception:  # a revert, "intrinsic gas too high", a flaky node: the estimate decides
+                pass
+        gas = call.estimate_gas(sender)
+        if large:
+            self._gas_per_item = gas / items
+        return int(gas * self.policy.gas_margin) + self.policy.gas_extra
 
     def _no_account(self, batch: list[tuple[StoredRequest, SignedResult]]) -> int:
         """No account can pay now: give the batch back (another relayer sharing the store may take it)."""
@@ -378,10 +414,9 @@ class Submitter:
         log.warning("request %s: %s (retry in %.0fs)", stored.request_id.hex(), reason, delay)
 
     def _send(
-        self, batch: list[tuple[StoredRequest, SignedResult]], call, gas: int, preferred: SubmitterAccount
+        self, batch: list[tuple[StoredRequest, SignedResult]], call, gas_limit: int, preferred: SubmitterAccount
     ) -> int:
         max_fee, priority = self.fees()
-        gas_limit = int(gas * self.policy.gas_margin) + self.policy.gas_extra
         account = self.account_for(gas_limit, max_fee, preferred)
         if account is None:
             return self._no_account(batch)

@@ -251,3 +251,50 @@ def test_a_bad_batch_signature_falls_back_to_per_item_signatures(local: LocalSta
     functions = _fulfilment_functions(local, ids)
     assert "fulfillBatch" in functions and "fulfillBatchSigned" not in functions, functions
     relayer.close()
+
+
+def test_large_batches_are_simulated_at_a_predicted_gas_limit(
+    local: LocalStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After one estimate, a large batch is simulated with one eth_call at a predicted gas limit instead of
+    eth_estimateGas; a prediction too low for the callbacks fails that call and is estimated instead."""
+    from web3.contract.contract import ContractFunction
+
+    from relayer.submitter import PREDICT_MIN_ITEMS
+
+    estimates: list[int] = []
+    real_estimate = ContractFunction.estimate_gas
+
+    def counting_estimate(self, *args, **kwargs):
+        estimates.append(1)
+        return real_estimate(self, *args, **kwargs)
+
+    monkeypatch.setattr(ContractFunction, "estimate_gas", counting_estimate)
+    relayer = relayer_for(local, tmp_path / "r.sqlite")
+    submitter = relayer.submitter
+    w3 = relayer.chain.w3
+    try:
+
+        def deliver_one_batch(tag: str) -> list[bytes]:
+            ids = [request_echo(local, f"{tag} {i}".encode()) for i in range(PREDICT_MIN_ITEMS)]
+            _tick_until_delivered(relayer, ids)
+            assert len(_fulfilment_functions(local, ids)) == 1, "one transaction carried the batch"
+            return ids
+
+        deliver_one_batch("first")
+        assert len(estimates) == 1 and submitter._gas_per_item > 0, "the first large batch is estimated"
+        per_item = submitter._gas_per_item
+        ids = deliver_one_batch("predicted")
+        assert len(estimates) == 1, "the second was simulated at the predicted gas limit, not estimated"
+        stored = relayer.store.get(ids[0])
+        tx = w3.eth.get_transaction(stored.submit_tx)
+        assert tx["gas"] == int(per_item * PREDICT_MIN_ITEMS * submitter.policy.gas_margin) + submitter.policy.gas_extra
+        submitter._gas_per_item = 1000.0  # far too little gas for these callbacks
+        ids = deliver_one_batch("too low")
+        assert len(estimates) == 2, "the failed prediction was estimated"
+        assert submitter._gas_per_item > 1000.0
+        for request_id in ids:
+            outcome = json.loads(relayer.store.get(request_id).outcome)
+            assert outcome["status"] == 0 and outcome["callbackSucceeded"], "no callback was starved of gas"
+    finally:
+        relayer.close()
