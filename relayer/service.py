@@ -141,6 +141,10 @@ EXECUTE_CONCURRENCY = 2
 #: RPC per account each, not worth doing on every pass of the chain loop).
 OBSERVE_INTERVAL = 2.0
 
+#: Seconds between two runs of the expire stage in the pipelined loops (expiries are minutes apart; the query
+#: reads every open row of a backlog).
+EXPIRE_INTERVAL = 1.0
+
 #: A request's ``outcome`` holds this key (as JSON) once auto-cancel has acted on it.
 AUTO_CANCEL_KEY = "autoCancel"
 #: How many expired requests the auto-cancel stage looks at per pass.
@@ -728,6 +732,7 @@ class Relayer:
                 signal.signal(signum, lambda *_: stop.set())
         stages = self._stages()
         stages["observe"] = self._throttled(stages["observe"], OBSERVE_INTERVAL)
+        stages["expire"] = self._throttled(stages["expire"], EXPIRE_INTERVAL)
         threads = []
         for loop, names in PIPELINE.items():
             group = {name: stages[name] for name in names if name in stages}

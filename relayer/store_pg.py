@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS requests (
     lease_until        DOUBLE PRECISION NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS requests_state ON requests (state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS requests_state_order ON requests (state, block_number, seen_at);
 CREATE TABLE IF NOT EXISTS transactions (
     tx_hash     TEXT PRIMARY KEY,
     nonce       BIGINT NOT NULL,

@@ -17,7 +17,6 @@ from typing import Any
 
 from web3 import Web3
 from web3.contract import Contract
-from web3.exceptions import BlockNotFound
 
 from relayer.chain import raw_request
 from relayer.events import EventDecoder
@@ -158,12 +157,16 @@ class Watcher:
         rows = self.store.scanned_hashes(number, 1)
         return rows[0][1] if rows and rows[0][0] == number else None
 
+    def block(self, number: int) -> dict[str, Any] | None:
+        """Block ``number`` as the node sent it (no transactions; ``hash`` and ``parentHash`` as ``0x`` strings),
+        or None if the chain has no such block (yet, or any more)."""
+        return raw_request(self.w3, "eth_getBlockByNumber", [hex(number), False])
+
     def _hash_of(self, number: int) -> str | None:
-        try:
-            block = self.w3.eth.get_block(number)
-        except BlockNotFound:
+        block = self.block(number)
+        if block is None:
             return None  # the new chain is shorter than the old one
-        return block["hash"].to_0x_hex()
+        return str(block["hash"]).lower()
 
     def _block_hashes(self, first: int, last: int, parent: str | None) -> dict[int, str] | None:
         """Hashes of blocks ``first..last``, checked to link to each other and to ``parent`` (block first-1).
@@ -174,11 +177,14 @@ class Watcher:
         hashes: dict[int, str] = {}
         expected_parent = parent
         for number in range(first, last + 1):
-            block = self.w3.eth.get_block(number)
-            if expected_parent is not None and block["parentHash"].to_0x_hex() != expected_parent:
+            block = self.block(number)
+            if block is None:
+                log.info("block %d is gone; rechecking next poll", number)
+                return None
+            if expected_parent is not None and str(block["parentHash"]).lower() != expected_parent.lower():
                 log.info("block %d does not link to the block scanned before it; rechecking next poll", number)
                 return None
-            expected_parent = hashes[number] = block["hash"].to_0x_hex()
+            expected_parent = hashes[number] = str(block["hash"]).lower()
         return hashes
 
     def _consistent(self, logs: list[Any], hashes: dict[int, str], end: int) -> bool:
