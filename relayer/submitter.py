@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import eth_abi
 from eth_account.typed_transactions import TypedTransaction
 from hexbytes import HexBytes
 from web3 import Web3
@@ -31,7 +32,7 @@ from web3.contract import Contract
 from web3.exceptions import ContractLogicError, TransactionNotFound
 
 from relayer.accounts import AccountPool, SubmitterAccount
-from relayer.chain import ChainClient, raw_receipt
+from relayer.chain import ChainClient, raw_receipt, raw_request
 from relayer.events import EventDecoder
 from relayer.revert_reasons import describe_revert
 from relayer.store import (
@@ -148,6 +149,8 @@ class Submitter:
         self._skip_warned: dict[str, float] = {}
         """Account -> when it was last warned about as unable to pay (monotonic seconds)."""
         self._gas_per_item = 0.0
+        (commitments_of,) = [f for f in router.abi if f.get("type") == "function" and f["name"] == "commitmentsOf"]
+        self._commitments_outputs = [o["type"] for o in commitments_of["outputs"]]
         self._predictions = 0
         """The last ``eth_estimateGas`` of a submission divided by its items (0: none yet); see :meth:`_simulate`."""
         self.on_mined: Callable[[str, Any], None] | None = None
@@ -286,9 +289,7 @@ class Submitter:
         if not claimed:
             return None
         # one call for the whole batch (one RPC per request made the relayer the throughput bottleneck)
-        stored_commitments = (
-            self.router.functions.commitmentsOf([s.request_id for s in claimed]).call() if claimed else []
-        )
+        stored_commitments = self._commitments([s.request_id for s in claimed])
         closed: list[tuple[bytes, str, str]] = []
         for stored, commitment in zip(claimed, stored_commitments, strict=True):
             if int.from_bytes(commitment, "big") == 0:
@@ -328,6 +329,12 @@ class Submitter:
             return 0
         return self._send(batch, call, gas_limit, account)
 
+    def _commitments(self, request_ids: list[bytes]) -> list[bytes]:
+        """``Router.commitmentsOf(request_ids)`` on the latest state: one raw ``eth_call``, ABI from the artifact."""
+        data = self.router.encode_abi("commitmentsOf", [request_ids])
+        answer = raw_request(self.w3, "eth_call", [{"to": self.router.address, "data": data}, "latest"])
+        return list(eth_abi.decode(self._commitments_outputs, bytes.fromhex(str(answer)[2:]))[0])
+
     def _simulate(self, call: Any, items: int, account: SubmitterAccount) -> int:
         """Simulate ``call`` (``items`` fulfilments) from ``account`` on the latest state; return the gas limit to
         send it with. Raises what web3 raises for a revert (``ContractLogicError``, ``ValueError``).
@@ -347,7 +354,12 @@ class Submitter:
         if large and self._gas_per_item and self._predictions % REESTIMATE_EVERY:
             predicted = int(self._gas_per_item * items * self.policy.gas_margin) + self.policy.gas_extra
             try:
-                call.call({**sender, "gas": predicted})
+                data = self.router.encode_abi(call.fn_name, call.args)  # raw: web3's call() cost more than the call
+                raw_request(
+                    self.w3,
+                    "eth_call",
+                    [{**sender, "to": self.router.address, "data": data, "gas": hex(predicted)}, "latest"],
+                )
                 return predicted
             except Exception:  # a revert, "intrinsic gas too high", a flaky node: the estimate decides
                 pass
