@@ -13,6 +13,12 @@ then broadcast at ``--rate`` requests per second (default 100; 0: as fast as one
 ``--duration`` seconds (at least 60). The bench then waits until every request is settled or
 ``--drain`` seconds pass.
 
+Options for high rates (see BENCHMARKS.md, "The pipelined relayer"): ``--per-tx N`` makes each load transaction
+carry N real requests (:file:`contracts/test/LoadConsumer.sol`, ``sendMany``: each request goes through
+``Router.request`` on its own), so the Python load generator is not the limit; ``--gas-limit`` sets anvil's block gas
+limit (the default 30,000,000 holds about 320 requests and their fulfilments a second, and the base fee climbs
+above half of it); ``--relayer-accounts`` gives the relayer several submitter accounts.
+
 Every figure comes from the chain: the ``Requested`` logs of the consumer's requests, and the Router's
 ``Fulfilled`` and ``FulfillmentSkipped`` logs. A watcher thread polls ``eth_blockNumber`` every 10 ms and
 records the wall clock at which each block was first seen, which gives inclusion times in seconds.
