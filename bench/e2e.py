@@ -13,6 +13,12 @@ then broadcast at ``--rate`` requests per second (default 100; 0: as fast as one
 ``--duration`` seconds (at least 60). The bench then waits until every request is settled or
 ``--drain`` seconds pass.
 
+Options for high rates (see BENCHMARKS.md, "The pipelined relayer"): ``--per-tx N`` makes each load transaction
+carry N real requests (:file:`contracts/test/LoadConsumer.sol`, ``sendMany``: each request goes through
+``Router.request`` on its own), so the Python load generator is not the limit; ``--gas-limit`` sets anvil's block gas
+limit (the default 30,000,000 holds about 320 requests and their fulfilments a second, and the base fee climbs
+above half of it); ``--relayer-accounts`` gives the relayer several submitter accounts.
+
 Every figure comes from the chain: the ``Requested`` logs of the consumer's requests, and the Router's
 ``Fulfilled`` and ``FulfillmentSkipped`` logs. A watcher thread polls ``eth_blockNumber`` every 10 ms and
 records the wall clock at which each block was first seen, which gives inclusion times in seconds.
@@ -49,9 +55,11 @@ from web3 import Web3
 from bench import sign
 from bench.harness import ECHO_JOB, environment, write_json
 from bench.schema import e2e_document
+from contracts.artifacts import load_artifact
 from relayer.chain import ChainClient
+from relayer.events import EventDecoder
 from teebridge.processes import RELAYER_READY
-from teebridge.stack import OWNER_KEY, LocalStack
+from teebridge.stack import OWNER_KEY, RELAYER_KEY, LocalStack
 from verifier.envelope import plain
 
 DEFAULT_DURATION = 60.0
@@ -63,13 +71,24 @@ CALLBACK_GAS = 60_000
 TTL = 3600
 REQUEST_GAS = 200_000
 SEND_SELECTOR = Web3.keccak(text="send(bytes32,bytes,uint32,uint64)")[:4]
-TOPIC_REQUESTED = Web3.keccak(text="Requested(bytes32,address,bytes32,uint32,uint96,uint64,bytes)").to_0x_hex()
-TOPIC_FULFILLED = Web3.keccak(text="Fulfilled(bytes32,address,address,uint8,bool,uint256)").to_0x_hex()
-TOPIC_SKIPPED = Web3.keccak(text="FulfillmentSkipped(bytes32,uint8)").to_0x_hex()
+SEND_MANY_SELECTOR = Web3.keccak(text="sendMany(bytes32,bytes[],uint32,uint64)")[:4]
+#: Gas of one transaction carrying ``n`` requests (``LoadConsumer.sendMany``): generous, the unused part is refunded.
+REQUEST_GAS_PER_ITEM = 90_000
+#: The Router's events, decoded from the committed artifact's ABI (never hard-coded topics or layouts).
+ROUTER_ABI = load_artifact("Router").abi
+REQUESTED = EventDecoder(ROUTER_ABI, "Requested")
+FULFILLED = EventDecoder(ROUTER_ABI, "Fulfilled")
+SKIPPED = EventDecoder(ROUTER_ABI, "FulfillmentSkipped")
 MAX_SENDERS = 16
+MAX_RELAYER_ACCOUNTS = 16
 #: The load comes from accounts of its own (funded with ``anvil_setBalance``), not the stack's dev accounts.
 SENDER_KEYS = tuple(
     "0x" + Web3.keccak(text=f"teebridge bench e2e sender {i}").hex().removeprefix("0x") for i in range(MAX_SENDERS)
+)
+#: Extra submitter accounts of the relayer (``--relayer-accounts``), after the stack's own relayer key.
+RELAYER_EXTRA_KEYS = tuple(
+    "0x" + Web3.keccak(text=f"teebridge bench e2e relayer {i}").hex().removeprefix("0x")
+    for i in range(MAX_RELAYER_ACCOUNTS - 1)
 )
 
 
@@ -116,8 +135,11 @@ def _rpc(http: httpx.Client, url: str, method: str, params: list[Any]) -> Any:
     return response["result"]
 
 
-def presign(rpc_url: str, consumer: str, keys: tuple[str, ...], per_sender: int, chain_id: int) -> list[list[str]]:
-    """``per_sender`` signed ``TrivialConsumer.send`` transactions per key, as raw hex, in nonce order."""
+def presign(
+    rpc_url: str, consumer: str, keys: tuple[str, ...], per_sender: int, chain_id: int, per_tx: int = 1
+) -> list[list[str]]:
+    """``per_sender`` signed transactions per key, as raw hex, in nonce order: ``TrivialConsumer.send`` (one
+    request each) when ``per_tx`` is 1, else ``LoadConsumer.sendMany`` with ``per_tx`` requests each."""
     w3 = Web3(Web3.HTTPProvider(rpc_url))
     base_fee = w3.eth.get_block("latest")["baseFeePerGas"]
     out: list[list[str]] = []
@@ -126,15 +148,21 @@ def presign(rpc_url: str, consumer: str, keys: tuple[str, ...], per_sender: int,
         nonce = w3.eth.get_transaction_count(account.address, "pending")
         raws = []
         for i in range(per_sender):
-            payload = (k * 10**9 + i).to_bytes(32, "big")
-            data = SEND_SELECTOR + eth_abi.encode(
-                ["bytes32", "bytes", "uint32", "uint64"], [ECHO_JOB, plain(payload), CALLBACK_GAS, TTL]
-            )
+            payloads = [(k * 10**9 + i * per_tx + j).to_bytes(32, "big") for j in range(per_tx)]
+            if per_tx == 1:
+                data = SEND_SELECTOR + eth_abi.encode(
+                    ["bytes32", "bytes", "uint32", "uint64"], [ECHO_JOB, plain(payloads[0]), CALLBACK_GAS, TTL]
+                )
+            else:
+                data = SEND_MANY_SELECTOR + eth_abi.encode(
+                    ["bytes32", "bytes[]", "uint32", "uint64"],
+                    [ECHO_JOB, [plain(p) for p in payloads], CALLBACK_GAS, TTL],
+                )
             tx = {
                 "to": consumer,
                 "data": data,
                 "value": 0,
-                "gas": REQUEST_GAS,
+                "gas": REQUEST_GAS if per_tx == 1 else REQUEST_GAS_PER_ITEM * per_tx + 100_000,
                 "maxFeePerGas": base_fee * 4 + 10**9,
                 "maxPriorityFeePerGas": 10**9,
                 "nonce": nonce + i,
@@ -179,13 +207,14 @@ def broadcast(rpc_url: str, raws: list[list[str]], rate: float, duration: float)
 class E2EBench:
     """The load run on one LocalStack."""
 
-    def __init__(self, stack: LocalStack, say: Callable[[str], None]) -> None:
+    def __init__(self, stack: LocalStack, say: Callable[[str], None], per_tx: int = 1) -> None:
         self.stack = stack
         self.say = say
+        self.per_tx = per_tx
         self.rpc_url = stack.anvil.rpc_url
         owner = ChainClient(self.rpc_url, OWNER_KEY)
-        trivial, _ = owner.deploy("TrivialConsumer", stack.deployment.router)
-        self.consumer = trivial.address
+        consumer, _ = owner.deploy("TrivialConsumer" if per_tx == 1 else "LoadConsumer", stack.deployment.router)
+        self.consumer = consumer.address
         self.router = owner.contract("Router", stack.deployment.router)
         self.chain_id = owner.chain_id
         self._next_block = owner.w3.eth.block_number + 1
@@ -199,21 +228,27 @@ class E2EBench:
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Load, wait, count; return (the E2E_KEYS figures except the sign rate, detail)."""
         capacity = rate * duration if rate > 0 else 1_000 * duration  # upper bound on what can be sent
-        per_sender = math.ceil(capacity / senders)
-        self.say(f"pre-signing {per_sender} request transactions for each of {senders} senders ...")
+        per_sender = math.ceil(capacity / senders / self.per_tx)
+        self.say(
+            f"pre-signing {per_sender} transactions ({self.per_tx} request(s) each) for each of {senders} senders ..."
+        )
         keys = SENDER_KEYS[:senders]
         with httpx.Client(timeout=10) as http:
             for key in keys:
                 _rpc(http, self.rpc_url, "anvil_setBalance", [Account.from_key(key).address, hex(10**24)])
-        raws = presign(self.rpc_url, self.consumer, keys, per_sender, self.chain_id)
+        raws = presign(self.rpc_url, self.consumer, keys, per_sender, self.chain_id, self.per_tx)
         with httpx.Client(timeout=10) as http:
             _rpc(http, self.rpc_url, "evm_setAutomine", [False])
             _rpc(http, self.rpc_url, "evm_setIntervalMining", [int(block_time)])
         clock = BlockClock(self.rpc_url)
         clock.start()
         self.say(f"sending for {duration:.0f} s at {'max' if rate <= 0 else rate} requests/s ...")
-        n_sent, send_s = broadcast(self.rpc_url, raws, rate, duration)
-        self.say(f"sent {n_sent} in {send_s:.1f} s; waiting for the stack to settle them (at most {drain:.0f} s)")
+        n_tx, send_s = broadcast(self.rpc_url, raws, rate / self.per_tx, duration)
+        n_sent = n_tx * self.per_tx
+        self.say(
+            f"sent {n_sent} requests in {n_tx} transactions in {send_s:.1f} s;"
+            f" waiting for the stack to settle them (at most {drain:.0f} s)"
+        )
         deadline = time.monotonic() + drain
         while time.monotonic() < deadline:
             time.sleep(2.0)
@@ -244,26 +279,23 @@ class E2EBench:
                             "address": self.router.address,
                             "fromBlock": hex(self._next_block),
                             "toBlock": hex(head),
-                            "topics": [[TOPIC_REQUESTED, TOPIC_FULFILLED, TOPIC_SKIPPED]],
+                            "topics": [[REQUESTED.topic_hex, FULFILLED.topic_hex, SKIPPED.topic_hex]],
                         }
                     ],
                 )
                 for log in logs:
-                    topic, request_id, block = (
-                        log["topics"][0],
-                        bytes.fromhex(log["topics"][1][2:]),
-                        int(log["blockNumber"], 16),
-                    )
-                    if topic == TOPIC_REQUESTED:
-                        if log["topics"][2][-40:].lower() == self.consumer[2:].lower():
-                            self._requested[request_id] = block
-                    elif topic == TOPIC_FULFILLED:
-                        self._fulfilled.setdefault(request_id, []).append(block)
-                        words = bytes.fromhex(log["data"][2:])
-                        if words[31] != 0 or words[63] != 1:  # status OK and callbackSucceeded
+                    block = int(log["blockNumber"], 16)
+                    if REQUESTED.matches(log):
+                        args = REQUESTED.decode(log)
+                        if args["requester"].lower() == self.consumer.lower():
+                            self._requested[bytes(args["requestId"])] = block
+                    elif FULFILLED.matches(log):
+                        args = FULFILLED.decode(log)
+                        self._fulfilled.setdefault(bytes(args["requestId"]), []).append(block)
+                        if args["status"] != 0 or not args["callbackSucceeded"]:
                             self._failed_callbacks += 1
                     else:
-                        self._skipped.append(request_id)
+                        self._skipped.append(bytes(SKIPPED.decode(log)["requestId"]))
                 self._next_block = head + 1
         return self._requested, self._fulfilled, self._skipped
 
@@ -349,11 +381,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH, help="relayer --max-batch")
     parser.add_argument("--poll-interval", type=float, default=0.2, help="relayer poll interval, s")
     parser.add_argument("--drain", type=float, default=120.0, help="most seconds to wait for the backlog")
+    parser.add_argument(
+        "--per-tx",
+        type=int,
+        default=1,
+        help="requests per load transaction (1: TrivialConsumer.send; more: LoadConsumer.sendMany, default 1)",
+    )
+    parser.add_argument(
+        "--gas-limit", type=int, default=None, help="anvil's block gas limit (default: anvil's own, 30,000,000)"
+    )
+    parser.add_argument(
+        "--relayer-accounts",
+        type=int,
+        default=1,
+        help=f"submitter accounts of the relayer (at most {MAX_RELAYER_ACCOUNTS}, default 1)",
+    )
     parser.add_argument("--sign-seconds", type=float, default=sign.DEFAULT_SECONDS)
     parser.add_argument("--no-write", action="store_true", help="print only; do not write bench/results/e2e.json")
     args = parser.parse_args(argv)
     if not 1 <= args.senders <= len(SENDER_KEYS):
         parser.error(f"--senders must be 1..{len(SENDER_KEYS)}")
+    if not 1 <= args.relayer_accounts <= MAX_RELAYER_ACCOUNTS:
+        parser.error(f"--relayer-accounts must be 1..{MAX_RELAYER_ACCOUNTS}")
+    if args.per_tx < 1:
+        parser.error("--per-tx must be at least 1")
 
     def say(message: str) -> None:
         print(f"  - {message}", file=sys.stderr, flush=True)
@@ -361,11 +412,20 @@ def main(argv: list[str] | None = None) -> int:
     say("signing rate on one core ...")
     signing = sign.measure(args.sign_seconds)
     say(f"{signing['signaturesPerSecond']:,.0f} signed fulfilments/s on one core")
-    with LocalStack(relayer_poll_interval=args.poll_interval, with_relayer=False, progress=say) as stack:
-        stack.relayer = stack.start_relayer(extra_args=("--max-batch", str(args.max_batch)))
+    anvil_args = ("--gas-limit", str(args.gas_limit)) if args.gas_limit else ()
+    relayer_keys = (RELAYER_KEY, *RELAYER_EXTRA_KEYS[: args.relayer_accounts - 1])
+    with LocalStack(
+        relayer_poll_interval=args.poll_interval, with_relayer=False, progress=say, anvil_args=anvil_args
+    ) as stack:
+        with httpx.Client(timeout=10) as http:
+            for key in relayer_keys[1:]:
+                _rpc(http, stack.anvil.rpc_url, "anvil_setBalance", [Account.from_key(key).address, hex(10**24)])
+        stack.relayer = stack.start_relayer(
+            extra_args=("--max-batch", str(args.max_batch)), keys=relayer_keys if len(relayer_keys) > 1 else ()
+        )
         stack.relayer.wait_for_line(RELAYER_READY, after=stack.relayer.log_offset)
         env = environment(stack.anvil.rpc_url)
-        figures, detail = E2EBench(stack, say).run(
+        figures, detail = E2EBench(stack, say, per_tx=args.per_tx).run(
             senders=args.senders,
             rate=args.rate,
             duration=args.duration,
@@ -384,6 +444,10 @@ def main(argv: list[str] | None = None) -> int:
                 "blockTime": args.block_time,
                 "relayerMaxBatch": args.max_batch,
                 "relayerPollInterval": args.poll_interval,
+                "relayerAccounts": args.relayer_accounts,
+                "requestsPerTransaction": args.per_tx,
+                "loadContract": "TrivialConsumer.send" if args.per_tx == 1 else "LoadConsumer.sendMany",
+                "blockGasLimit": args.gas_limit or "anvil default (30,000,000)",
                 "job": "echo@1, 32-byte plain payload, TrivialConsumer callback",
                 "callbackGasLimit": CALLBACK_GAS,
                 "percentiles": "nearest rank",

@@ -110,6 +110,12 @@ def main(argv: list[str] | None = None) -> None:
         help="how long this relayer's claims on work last unless renewed (each pass renews them); another relayer"
         " on the same PostgreSQL takes over a dead one's work after this",
     )
+    parser.add_argument(
+        "--no-pipeline",
+        action="store_true",
+        help="run every stage one after the other in one loop, instead of the concurrent chain, execute and"
+        " submit loops",
+    )
     args = parser.parse_args(argv)
     db = args.db or os.environ.get(DB_ENV)
     if not db:
@@ -153,6 +159,7 @@ def main(argv: list[str] | None = None) -> None:
         replace_after=args.replace_after,
         discover=args.discover,
         discover_interval=args.discover_interval,
+        pipeline=not args.no_pipeline,
     )
     deadline = time.monotonic() + START_PATIENCE
     while True:

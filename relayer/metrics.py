@@ -214,6 +214,9 @@ class RelayerMetrics:
         self.tick_errors = Counter(
             r, p + "tick_errors_total", "Failed stages of the relayer loop, by stage.", ["stage"]
         )
+        self.stage_seconds = Counter(
+            r, p + "stage_seconds_total", "Wall-clock seconds spent in each stage of the loops, by stage.", ["stage"]
+        )
         self.last_tick = Gauge(r, p + "last_tick_timestamp_seconds", "Unix time the last pass ended.")
         self.last_success = Gauge(
             r, p + "last_successful_tick_timestamp_seconds", "Unix time the last pass without errors ended."

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,6 @@ from relayer.store import (
     FAILED,
     PENDING,
     TX_DROPPED,
-    TX_MINED,
     TX_REPLACED,
     LeaseLostError,
     StoredRequest,
@@ -109,6 +110,10 @@ class RelayerConfig:
     """Also use the coprocessors whose endpoints the registry lists for live signers (``relayer.discovery``)."""
     discover_interval: float = 30.0
     """Seconds between two reads of the registry's endpoints."""
+    pipeline: bool = True
+    """:meth:`Relayer.run_forever` runs watch, execute and submit as concurrent loops (:data:`PIPELINE`), so a
+    slow coprocessor answer or RPC round trip of one stage does not hold up the others; False: one pass of every
+    stage after the other (:meth:`Relayer.tick`)."""
 
     @property
     def rpc_urls(self) -> tuple[str, ...]:
@@ -124,6 +129,27 @@ class RelayerConfig:
 
 #: Seconds between two warnings that no coprocessor holds a live key.
 NO_LIVE_SIGNER_WARNING_INTERVAL = 300.0
+
+#: The concurrent loops of :meth:`Relayer.run_forever` and the stages each runs, in order. The chain loop follows
+#: the chain (and keeps the leases), the execute loop asks the coprocessors, the submit loop signs and settles.
+PIPELINE: dict[str, tuple[str, ...]] = {
+    "chain": ("lease", "discover", "watch", "expire", "observe"),
+    "execute": ("execute",),
+    "submit": ("reconcile", "submit", "cancel", "settle"),
+}
+
+#: Seconds between two INFO lines of each pipelined loop saying where its time went (when it moved requests).
+STAGE_REPORT_INTERVAL = 30.0
+#: How many execute batches are sent to the coprocessors at once (each at most ``max_batch`` requests).
+EXECUTE_CONCURRENCY = 2
+#: Seconds between two runs of the observe stage in the pipelined loops (balances, nonces and gauges: one
+#: RPC per account each, not worth doing on every pass of the chain loop).
+OBSERVE_INTERVAL = 2.0
+
+#: Seconds between two runs of the expire stage in the pipelined loops (expiries are minutes apart; the query
+#: reads every open row of a backlog).
+EXPIRE_INTERVAL = 1.0
+
 #: A request's ``outcome`` holds this key (as JSON) once auto-cancel has acted on it.
 AUTO_CANCEL_KEY = "autoCancel"
 #: How many expired requests the auto-cancel stage looks at per pass.
@@ -182,6 +208,11 @@ class Relayer:
         self._health_lock = threading.Lock()
         self._last_tick_ok: float | None = None
         self._last_errors: list[str] = []
+        self._loop_ok: dict[str, float] = {}
+        self._last_renewal = float("-inf")
+        self._stage_seconds: dict[str, float] = {}
+        self._execute_pool: ThreadPoolExecutor | None = None
+        self._loop_errors: dict[str, list[str]] = {}
         self._counts: dict[str, int] = {}
         self._accounts_report: list[dict[str, Any]] = []
         self._coprocessor_up: bool | None = None
@@ -233,12 +264,15 @@ class Relayer:
             liveness=self.liveness,
         )
         self.submitter.on_reexecute = lambda why: self.metrics.reexecutions.inc(reason=why.replace(" ", "_"))
+        self.submitter.on_mined = self._on_mined
 
     def close(self) -> None:
         """Stop the health server; release the database and HTTP connections."""
         if self._health_server is not None:
             self._health_server.stop()
             self._health_server = None
+        if self._execute_pool is not None:
+            self._execute_pool.shutdown(wait=True)
         self.coprocessor.close()
         self.store.close()
 
@@ -255,10 +289,9 @@ class Relayer:
         """The full bytes of an off-chain result (status RESULT_OFFCHAIN) this relayer holds, or None."""
         return self.store.full_result(request_id)
 
-    def tick(self) -> TickReport:
-        """One full pass. Each stage runs even if an earlier one failed; errors are logged and reported."""
-        report = TickReport()
-        stages = {
+    def _stages(self) -> dict[str, Callable[[TickReport], None]]:
+        """Every stage of a pass, in the order :meth:`tick` runs them."""
+        stages: dict[str, Callable[[TickReport], None]] = {
             "lease": self._renew_leases,
             "discover": self._discover,
             "reconcile": self._reconcile,
@@ -271,26 +304,53 @@ class Relayer:
         if self.config.auto_cancel:
             stages["cancel"] = self._cancel
         stages["observe"] = self._observe_chain
+        return stages
+
+    def tick(self) -> TickReport:
+        """One full pass of every stage, one after the other. Each stage runs even if an earlier one failed;
+        errors are logged and reported. (:meth:`run_forever` runs the stages in concurrent loops instead.)"""
+        return self._run_stages(self._stages(), "all")
+
+    def _run_stages(self, stages: dict[str, Callable[[TickReport], None]], loop: str) -> TickReport:
+        """Run ``stages`` in order as one pass of ``loop``; record its errors and success for /health."""
+        report = TickReport()
         for name, stage in stages.items():
+            started = time.monotonic()
             try:
                 stage(report)
             except Exception as exc:  # a flaky RPC or coprocessor must not kill the loop
                 log.warning("%s failed: %s", name, exc)
                 report.errors.append(f"{name}: {exc}")
                 self.metrics.tick_errors.inc(stage=name)
+            spent = time.monotonic() - started
+            self.metrics.stage_seconds.inc(spent, stage=name)
+            with self._health_lock:
+                self._stage_seconds[name] = self._stage_seconds.get(name, 0.0) + spent
         now = time.time()
         self.metrics.ticks.inc()
         self.metrics.last_tick.set(now)
         with self._health_lock:
-            self._last_errors = list(report.errors)
+            self._loop_errors[loop] = list(report.errors)
             if not report.errors:
-                self._last_tick_ok = now
+                self._loop_ok[loop] = now
+            self._last_errors = [e for errors in self._loop_errors.values() for e in errors]
+            if loop == "all":
+                if not report.errors:
+                    self._last_tick_ok = now
+            elif all(k in self._loop_ok for k in PIPELINE):
+                self._last_tick_ok = min(self._loop_ok[k] for k in PIPELINE)  # the loop most behind
         if not report.errors:
             self.metrics.last_success.set(now)
         return report
 
     def _renew_leases(self, report: TickReport) -> None:
+        # Every quarter of the lease is plenty (the claims themselves extend what they take); renewing on every
+        # pass rewrote every open row several times a second under a backlog.
+        now = time.monotonic()
+        if now - self._last_renewal < self.config.lease_seconds / 4:
+            return
         self.store.renew_leases()
+        self._last_renewal = now
 
     def _reconcile(self, report: TickReport) -> None:
         self.submitter.reconcile()
@@ -322,19 +382,29 @@ class Relayer:
         report.seen = self.watcher.poll()
 
     def _execute(self, report: TickReport) -> None:
-        # enough for one full transaction per account (the pool halves a batch the coprocessor finds too large)
+        # enough for one full transaction per account, asked in batches of max_batch (the pool halves a batch
+        # the coprocessor still finds too large)
         for lifted in self.liveness.refresh():
             log.info("the registry accepts such results again: %s", lifted)
-        pending = self.store.claim(PENDING, self.config.max_batch * len(self.accounts))
+        batch = self.config.max_batch
+        pending = self.store.claim(PENDING, batch * len(self.accounts))
         # A job found not to approve some enclave's measurement is executed on its own, so that its requests
         # waiting for an approved enclave hold up no other job's.
         apart = self.liveness.jobs_with_unapproved()
         groups = [[p for p in pending if p.job_id not in apart]] + [
             [p for p in pending if p.job_id == j] for j in apart
         ]
-        for group in groups:
-            if group:
-                report.executed += self._execute_batch(group)
+        chunks = [group[first : first + batch] for group in groups for first in range(0, len(group), batch)]
+        if len(chunks) > 1:  # side by side: one batch is verified while the coprocessor works on the next
+            report.executed += sum(self._executor().map(self._execute_batch, chunks))
+        elif chunks:
+            report.executed += self._execute_batch(chunks[0])
+
+    def _executor(self) -> ThreadPoolExecutor:
+        """The threads that send execute batches side by side (created on first use)."""
+        if self._execute_pool is None:
+            self._execute_pool = ThreadPoolExecutor(max_workers=EXECUTE_CONCURRENCY, thread_name_prefix="execute")
+        return self._execute_pool
 
     def _execute_batch(self, pending: list[StoredRequest]) -> int:
         try:
@@ -354,20 +424,20 @@ class Relayer:
             else:
                 log.warning("execute failed for %d request(s): %s", len(pending), exc)
             return 0
-        done = 0
+        verified = []
         for stored, signed in zip(pending, results, strict=True):
             try:
                 verify_signed_result(signed, stored.request(), self.domain)
             except SignedResultError as exc:
                 self._retry(stored, f"coprocessor returned a bad signature: {exc}")
                 continue
-            try:
-                self.store.mark_executed(stored.request_id, signed.to_json())
-            except LeaseLostError as exc:  # stalled past the lease: another relayer has it now
-                log.warning("request %s: result dropped: %s", stored.request_id.hex(), exc)
-                continue
-            done += 1
-        return done
+            verified.append((stored.request_id, signed.to_json()))
+        # one SQL transaction for the whole batch; a request another relayer took over (we stalled past the
+        # lease) is left to it
+        lost = self.store.mark_executed_many(verified)
+        for request_id, reason in lost.items():
+            log.warning("request %s: result dropped: %s", request_id.hex(), reason)
+        return len(verified) - len(lost)
 
     def _warn_no_live_signer(self, waiting: int, exc: NoLiveSignerError) -> None:
         """Say (at most every :data:`NO_LIVE_SIGNER_WARNING_INTERVAL` seconds) that nothing can execute, and what
@@ -401,11 +471,14 @@ class Relayer:
     def _expire(self, report: TickReport) -> None:
         now = self.chain.w3.eth.get_block("latest")["timestamp"]
         for state in (PENDING, EXECUTED):
-            for stored in self.store.in_state(state):
-                if now > stored.expiry and self.store.mark_final(
-                    stored.request_id, EXPIRED, "expired before delivery; cancel() refunds", only_from=(state,)
-                ):
-                    report.expired += 1
+            # only the expired rows (reading every open row each pass cost much under a backlog)
+            expired = self.store.in_state(state, expired_before=now)
+            report.expired += len(
+                self.store.mark_final_many(
+                    [(s.request_id, EXPIRED, "expired before delivery; cancel() refunds") for s in expired],
+                    only_from=(state,),
+                )
+            )
 
     # ---------------------------------------------------------------- auto-cancel
 
@@ -518,7 +591,7 @@ class Relayer:
         self.metrics.requests_finished.inc(state=state)
         if state == DELIVERED:
             self.metrics.delivered.inc()
-            seen = self._stored_seen_at(before.request_id) or self._seen_at.get(before.request_id)
+            seen = before.seen_at or self._stored_seen_at(before.request_id) or self._seen_at.get(before.request_id)
             if seen is not None:
                 self.metrics.latency.observe(max(0.0, time.time() - seen))
         elif state == FAILED:
@@ -537,10 +610,14 @@ class Relayer:
             self.metrics.submissions.inc(outcome="dropped")
         elif state == TX_REPLACED:
             self.metrics.submissions.inc(outcome="replaced")
-        elif state == TX_MINED:
-            receipt = self.chain.w3.eth.get_transaction_receipt(tx_hash)
+
+    def _on_mined(self, tx_hash: str, receipt: Any) -> None:
+        """The submitter's hook for each mined transaction (its receipt already read): count it and its gas."""
+        try:
             self.metrics.submissions.inc(outcome="mined" if receipt["status"] == 1 else "reverted")
             self._count_gas("fulfil", receipt)
+        except Exception as exc:  # metrics are best effort
+            log.warning("metrics for %s failed: %s", tx_hash, exc)
 
     def _count_gas(self, kind: str, receipt: Any) -> None:
         gas = int(receipt["gasUsed"])
@@ -672,12 +749,78 @@ class Relayer:
         }
 
     def run_forever(self, stop: threading.Event | None = None) -> None:
-        """Run :meth:`tick` every ``poll_interval`` seconds until SIGTERM/SIGINT (or ``stop`` is set)."""
+        """Run the stages until SIGTERM/SIGINT (or ``stop`` is set): with ``config.pipeline`` (the default) as the
+        concurrent loops of :data:`PIPELINE`, each every ``poll_interval`` seconds; else :meth:`tick` every
+        ``poll_interval`` seconds."""
         targets = self.config.coprocessor_url or "no configured coprocessor"
         if self.discovery is not None:
             targets += f", plus those discovered in registry {self.discovery.registry.address}"
         log.info("relaying router %s on chain %d to %s", self.router.address, self.chain_id, targets)
         if self.config.metrics_port:
             self.serve_health()
-        run_every(self.config.poll_interval, self.tick, stop)
+        if self.config.pipeline:
+            self._run_pipeline(stop or threading.Event())
+        else:
+            run_every(self.config.poll_interval, self.tick, stop)
         self.close()
+
+    def _run_pipeline(self, stop: threading.Event) -> None:
+        """One thread per loop of :data:`PIPELINE`, until ``stop`` is set or SIGTERM/SIGINT arrives.
+
+        The loops share the store (its calls are serialised by a lock) and work on disjoint request states
+        (``pending`` for execute, ``executed`` and ``submitted`` for submit), with the same fences as relayers
+        sharing a PostgreSQL store: a request expired by the chain loop while another loop holds it is refused at
+        the other loop's next write. Everything that signs a transaction (submit, replacements, auto-cancel) is
+        in the one submit loop, so the nonce manager never races itself.
+        """
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, lambda *_: stop.set())
+        stages = self._stages()
+        stages["observe"] = self._throttled(stages["observe"], OBSERVE_INTERVAL)
+        stages["expire"] = self._throttled(stages["expire"], EXPIRE_INTERVAL)
+        threads = []
+        for loop, names in PIPELINE.items():
+            group = {name: stages[name] for name in names if name in stages}
+            thread = threading.Thread(target=self._loop, args=(loop, group, stop), name=f"relayer-{loop}", daemon=True)
+            thread.start()
+            threads.append(thread)
+        stop.wait()
+        for thread in threads:
+            thread.join(timeout=max(30.0, 3 * self.config.rpc_timeout))
+
+    @staticmethod
+    def _throttled(stage: Callable[[TickReport], None], interval: float) -> Callable[[TickReport], None]:
+        """``stage``, run at most once every ``interval`` seconds (a call in between does nothing)."""
+        due = [0.0]
+
+        def run(report: TickReport) -> None:
+            if time.monotonic() >= due[0]:
+                due[0] = time.monotonic() + interval
+                stage(report)
+
+        return run
+
+    def _loop(self, loop: str, stages: dict[str, Callable[[TickReport], None]], stop: threading.Event) -> None:
+        """Run ``stages`` as one pass every ``poll_interval`` seconds (at once again if a pass took longer)."""
+        passes, done, since = 0, 0, time.monotonic()
+        while not stop.is_set():
+            started = time.monotonic()
+            report = self._run_stages(stages, loop)
+            passes += 1
+            done += report.seen + report.executed + report.submitted
+            if started - since >= STAGE_REPORT_INTERVAL:
+                self._log_stage_times(loop, stages, passes, done, started - since)
+                passes, done, since = 0, 0, started
+            stop.wait(max(0.0, self.config.poll_interval - (time.monotonic() - started)))
+
+    def _log_stage_times(
+        self, loop: str, stages: dict[str, Callable[[TickReport], None]], passes: int, done: int, elapsed: float
+    ) -> None:
+        """Log where ``loop`` spent the last ``elapsed`` seconds, stage by stage (and reset the tally)."""
+        with self._health_lock:
+            spent = {name: self._stage_seconds.pop(name, 0.0) for name in stages}
+        if not done:
+            return  # idle: nothing worth a line
+        detail = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in spent.items() if seconds >= 0.05)
+        log.info("%s loop: %d passes in %.0fs, %d requests moved; %s", loop, passes, elapsed, done, detail)

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -63,6 +64,7 @@ CREATE TABLE IF NOT EXISTS requests (
     reexecutions       INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS requests_state ON requests (state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS requests_state_order ON requests (state, block_number, seen_at);
 CREATE TABLE IF NOT EXISTS transactions (
     tx_hash     TEXT PRIMARY KEY,
     nonce       INTEGER NOT NULL,
@@ -158,6 +160,9 @@ class StoredRequest:
     reexecutions: int = 0
     """How many times its signed result was discarded and the request executed again (the Router refused the
     result's signer as no longer live; see :meth:`SqlStore.requeue_for_reexecution`)."""
+    seen_at: float = field(default=0.0, compare=False)
+    """When the store first saw the request (Unix time); 0.0 for one not read from the store. Not part of
+    equality: two reads of one request are equal whatever the row's bookkeeping."""
 
     def request(self) -> Request:
         """The committed fields of this request."""
@@ -219,6 +224,9 @@ class SqlStore:
         self.lease_seconds = lease_seconds
         self.observer: Callable[..., None] | None = None
         """Called as ``observer(kind, *details)`` after a write that changed something; must not raise."""
+        self._lock = threading.RLock()
+        """Serialises the use of the one connection by the relayer's concurrent loops (a whole SQL transaction
+        at a time)."""
 
     # ---------------------------------------------------------------- backend primitives
 
@@ -283,6 +291,7 @@ class SqlStore:
             outcome=row["outcome"],
             last_error=row["last_error"],
             reexecutions=row["reexecutions"],
+            seen_at=float(row["seen_at"]),
         )
 
     def get(self, request_id: bytes) -> StoredRequest | None:
@@ -314,13 +323,19 @@ class SqlStore:
         rows = self._query("SELECT lease_owner, lease_until FROM requests WHERE request_id = ?", (to_hex(request_id),))
         return (rows[0]["lease_owner"], float(rows[0]["lease_until"])) if rows else (None, 0.0)
 
-    def in_state(self, state: str, limit: int = 1000, *, due: bool = False) -> list[StoredRequest]:
-        """Requests in ``state``, oldest first; with ``due``, only those whose retry time has come."""
+    def in_state(
+        self, state: str, limit: int = 1000, *, due: bool = False, expired_before: int | None = None
+    ) -> list[StoredRequest]:
+        """Requests in ``state``, oldest first; with ``due``, only those whose retry time has come; with
+        ``expired_before`` (a chain timestamp), only those whose expiry is below it."""
         sql = "SELECT * FROM requests WHERE state = ?"
         params: list[Any] = [state]
         if due:
             sql += " AND next_attempt_at <= ?"
             params.append(time.time())
+        if expired_before is not None:
+            sql += " AND expiry < ?"
+            params.append(expired_before)
         sql += " ORDER BY block_number, seen_at LIMIT ?"
         params.append(limit)
         return [self._row(r) for r in self._query(sql, params)]
@@ -401,13 +416,34 @@ class SqlStore:
 
     def mark_executed(self, request_id: bytes, fulfillment: dict[str, Any]) -> None:
         """Store the verified signed fulfilment of a pending request."""
+        lost = self.mark_executed_many([(request_id, fulfillment)])
+        if lost:
+            raise LeaseLostError(lost[request_id])
+
+    def mark_executed_many(self, items: Sequence[tuple[bytes, dict[str, Any]]]) -> dict[bytes, str]:
+        """Store the verified signed fulfilments of pending requests, all in one SQL transaction.
+
+        Each request is fenced on its own (:meth:`_fence`): one that is no longer ``pending`` or is leased to
+        another owner is left alone. Returns those left alone, each with the reason (their results are dropped;
+        empty when all were stored).
+        """
+        now = time.time()
+        lost: dict[bytes, str] = {}
         with self.transaction() as db:
-            self._fence(db, [request_id], PENDING)
-            db.execute(
+            stored = []
+            for request_id, fulfillment in sorted(items, key=lambda item: item[0]):  # row locks in one order
+                try:
+                    self._fence(db, [request_id], PENDING)
+                except LeaseLostError as exc:
+                    lost[request_id] = str(exc)
+                    continue
+                stored.append((EXECUTED, json.dumps(fulfillment), now, to_hex(request_id)))
+            db.executemany(
                 "UPDATE requests SET state = ?, fulfillment = ?, last_error = NULL, updated_at = ?"
                 " WHERE request_id = ?",
-                (EXECUTED, json.dumps(fulfillment), time.time(), to_hex(request_id)),
+                stored,
             )
+        return lost
 
     def mark_retry(self, request_id: bytes, error: str, delay: float) -> None:
         """Record a transient failure; try again after ``delay`` seconds (by whichever relayer claims it then)."""
@@ -471,16 +507,35 @@ class SqlStore:
 
         With ``only_from``, only a request currently in one of those states changes. Returns whether it did.
         """
+        return bool(self.mark_final_many([(request_id, state, outcome)], only_from=only_from))
+
+    def mark_final_many(self, items: Sequence[tuple[bytes, str, str]], *, only_from: Sequence[str] = ()) -> list[bytes]:
+        """Close several requests (``(request_id, state, outcome)`` each) in one SQL transaction; see
+        :meth:`mark_final`. Returns the ids that changed."""
+        if not items:
+            return []
         sql = "UPDATE requests SET state = ?, updated_at = ?, outcome = ? WHERE request_id = ?"
-        params: list[Any] = [state, time.time(), outcome, to_hex(request_id)]
         if only_from:
             sql += f" AND state IN ({', '.join('?' for _ in only_from)})"
-            params += list(only_from)
-        before = self.get(request_id) if self.observer is not None else None
+        now = time.time()
+        changed: list[bytes] = []
+        before: dict[bytes, StoredRequest] = {}
         with self.transaction() as db:
-            changed = db.execute(sql, params).rowcount > 0
-        if changed and before is not None and before.state != state:
-            self._notify("final", before, state, outcome)
+            if self.observer is not None:
+                for chunk in range(0, len(items), 500):
+                    ids = [to_hex(request_id) for request_id, _, _ in items[chunk : chunk + 500]]
+                    marks = ", ".join("?" for _ in ids)
+                    for row in db.execute(f"SELECT * FROM requests WHERE request_id IN ({marks})", ids):
+                        before[from_hex(row["request_id"])] = self._row(row)
+            for request_id, state, outcome in items:
+                if db.execute(sql, [state, now, outcome, to_hex(request_id), *only_from]).rowcount > 0:
+                    changed.append(request_id)
+        outcomes = {request_id: (state, outcome) for request_id, state, outcome in items}
+        for request_id in changed:
+            state, outcome = outcomes[request_id]
+            previous = before.get(request_id)
+            if previous is not None and previous.state != state:
+                self._notify("final", previous, state, outcome)
         return changed
 
     def _notify(self, kind: str, *details: Any) -> None:
@@ -826,16 +881,18 @@ class Store(SqlStore):
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One atomic SQL transaction (``BEGIN IMMEDIATE``: the writer lock is taken at once)."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        return self._db.execute(sql, tuple(params)).fetchall()
+        with self._lock:
+            return self._db.execute(sql, tuple(params)).fetchall()
 
     def _read_concurrently(self, sql: str, params: Sequence[Any]) -> list[Any]:
         with closing(sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)) as db:

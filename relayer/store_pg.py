@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS requests (
 -- columns added after the first release: a database created by an older relayer gets them here
 ALTER TABLE requests ADD COLUMN IF NOT EXISTS reexecutions INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS requests_state ON requests (state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS requests_state_order ON requests (state, block_number, seen_at);
 CREATE TABLE IF NOT EXISTS transactions (
     tx_hash     TEXT PRIMARY KEY,
     nonce       BIGINT NOT NULL,
@@ -162,9 +163,11 @@ class PostgresStore(SqlStore):
     @contextmanager
     def transaction(self) -> Iterator[_Handle]:
         """One atomic SQL transaction (READ COMMITTED; claims and fences take row locks)."""
-        conn = self._live()
-        with conn.transaction():
-            yield _Handle(conn)
+        with self._lock:
+            conn = self._live()
+            with conn.transaction():
+                yield _Handle(conn)
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        return self._live().execute(_pg(sql), tuple(params)).fetchall()
+        with self._lock:
+            return self._live().execute(_pg(sql), tuple(params)).fetchall()

@@ -17,8 +17,9 @@ from typing import Any
 
 from web3 import Web3
 from web3.contract import Contract
-from web3.exceptions import BlockNotFound
 
+from relayer.chain import raw_request
+from relayer.events import EventDecoder
 from relayer.store import SqlStore, StoredRequest
 
 log = logging.getLogger("teebridge.relayer.watcher")
@@ -62,7 +63,8 @@ class Watcher:
         self.reorg_window = reorg_window
         self.rewinds = 0
         """How many times this watcher rewound its cursor (for tests and metrics)."""
-        self._topic = router.events.Requested().topic
+        self._requested = EventDecoder(router.abi, "Requested")
+        self._topic = self._requested.topic_hex
 
     def poll(self) -> int:
         """Undo any reorganised blocks, then store every request logged since the cursor; return how many.
@@ -95,9 +97,7 @@ class Watcher:
             hashes = self._block_hashes(first, end, parent if first == start else None)
             if hashes is None:
                 break
-            logs = self.w3.eth.get_logs(
-                {"address": self.router.address, "fromBlock": start, "toBlock": end, "topics": [self._topic]}
-            )
+            logs = self.get_logs(start, end)
             if not self._consistent(logs, hashes, end):
                 log.info("the chain changed during the scan of blocks %d..%d; rescanning next poll", start, end)
                 break
@@ -109,6 +109,16 @@ class Watcher:
             parent = hashes.get(end)
             start = end + 1
         return added
+
+    def get_logs(self, start: int, end: int) -> list[dict[str, Any]]:
+        """The Router's ``Requested`` logs of blocks ``start..end``, as the node sent them (one ``eth_getLogs``,
+        no web3 formatting: ``blockNumber`` made an int, hashes and data left ``0x`` strings)."""
+        logs = raw_request(
+            self.w3,
+            "eth_getLogs",
+            [{"address": self.router.address, "fromBlock": hex(start), "toBlock": hex(end), "topics": [self._topic]}],
+        )
+        return [{**entry, "blockNumber": int(entry["blockNumber"], 16)} for entry in logs]
 
     # ---------------------------------------------------------------- reorg handling
 
@@ -147,12 +157,16 @@ class Watcher:
         rows = self.store.scanned_hashes(number, 1)
         return rows[0][1] if rows and rows[0][0] == number else None
 
+    def block(self, number: int) -> dict[str, Any] | None:
+        """Block ``number`` as the node sent it (no transactions; ``hash`` and ``parentHash`` as ``0x`` strings),
+        or None if the chain has no such block (yet, or any more)."""
+        return raw_request(self.w3, "eth_getBlockByNumber", [hex(number), False])
+
     def _hash_of(self, number: int) -> str | None:
-        try:
-            block = self.w3.eth.get_block(number)
-        except BlockNotFound:
+        block = self.block(number)
+        if block is None:
             return None  # the new chain is shorter than the old one
-        return block["hash"].to_0x_hex()
+        return str(block["hash"]).lower()
 
     def _block_hashes(self, first: int, last: int, parent: str | None) -> dict[int, str] | None:
         """Hashes of blocks ``first..last``, checked to link to each other and to ``parent`` (block first-1).
@@ -163,23 +177,26 @@ class Watcher:
         hashes: dict[int, str] = {}
         expected_parent = parent
         for number in range(first, last + 1):
-            block = self.w3.eth.get_block(number)
-            if expected_parent is not None and block["parentHash"].to_0x_hex() != expected_parent:
+            block = self.block(number)
+            if block is None:
+                log.info("block %d is gone; rechecking next poll", number)
+                return None
+            if expected_parent is not None and str(block["parentHash"]).lower() != expected_parent.lower():
                 log.info("block %d does not link to the block scanned before it; rechecking next poll", number)
                 return None
-            expected_parent = hashes[number] = block["hash"].to_0x_hex()
+            expected_parent = hashes[number] = str(block["hash"]).lower()
         return hashes
 
     def _consistent(self, logs: list[Any], hashes: dict[int, str], end: int) -> bool:
         """The logs come from the blocks whose hashes we are about to remember, and ``end`` has not moved."""
         for entry in logs:
             expected = hashes.get(entry["blockNumber"])
-            if expected is not None and entry["blockHash"].to_0x_hex() != expected:
+            if expected is not None and str(entry["blockHash"]).lower() != expected.lower():
                 return False
         return end not in hashes or self._hash_of(end) == hashes[end]
 
     def _request(self, entry: Any) -> StoredRequest:
-        args = self.router.events.Requested().process_log(entry)["args"]
+        args = self._requested.decode(entry)  # eth_abi directly: web3's process_log cost more than the rest
         return StoredRequest(
             request_id=bytes(args["requestId"]),
             requester=args["requester"],
@@ -189,5 +206,5 @@ class Watcher:
             fee=args["fee"],
             expiry=args["expiry"],
             block_number=entry["blockNumber"],
-            tx_hash=entry["transactionHash"].to_0x_hex(),
+            tx_hash=str(entry["transactionHash"]),
         )

@@ -9,7 +9,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from web3.exceptions import TransactionNotFound
 
 from relayer.chain import ChainClient
 from relayer.service import Relayer, RelayerConfig
@@ -165,17 +164,16 @@ def test_transaction_mined_during_reconcile_is_not_taken_for_dropped(local: Loca
         relayer.tick()  # executed and submitted; the transaction waits in the mempool
         stored = relayer.store.get(request_id)
         assert stored is not None and stored.state == SUBMITTED
-        real_lookup = w3.eth.get_transaction_receipt
         calls = []
 
         def lookup_then_mine(tx_hash):
             calls.append(tx_hash)
             w3.provider.make_request("evm_mine", [])
-            raise TransactionNotFound("not yet")
+            return None  # "not mined yet"
 
-        w3.eth.get_transaction_receipt = lookup_then_mine
+        relayer.submitter.receipt = lookup_then_mine
         relayer.submitter.reconcile()
-        w3.eth.get_transaction_receipt = real_lookup
+        del relayer.submitter.receipt  # the class's own lookup again
         assert calls, "the race was exercised"
         assert relayer.store.get(request_id).state == SUBMITTED, "a mined transaction was taken for dropped"
         relayer.submitter.reconcile()
@@ -189,13 +187,11 @@ def test_receipt_served_late_is_not_taken_for_dropped(local: LocalStack, tmp_pat
     """The node reports the nonce used but no receipt yet (anvil under load does): wait, do not requeue."""
     request_id = request_echo(local, b"late receipt")
     relayer = relayer_for(local, tmp_path / "r.sqlite")
-    w3 = relayer.chain.w3
-    real_lookup = w3.eth.get_transaction_receipt
 
     def not_yet(tx_hash):
-        raise TransactionNotFound("not served yet")
+        return None  # "not served yet"
 
-    w3.eth.get_transaction_receipt = not_yet
+    relayer.submitter.receipt = not_yet
     try:
         relayer.tick()  # executed, submitted and mined at once (automine); the receipt "is not there"
         for _ in range(2):
@@ -203,7 +199,7 @@ def test_receipt_served_late_is_not_taken_for_dropped(local: LocalStack, tmp_pat
         stored = relayer.store.get(request_id)
         assert stored is not None and stored.state == SUBMITTED, "a mined transaction was taken for dropped"
     finally:
-        w3.eth.get_transaction_receipt = real_lookup
+        del relayer.submitter.receipt  # the class's own lookup again
     relayer.submitter.reconcile()
     assert relayer.store.get(request_id).state == DELIVERED
     assert relayer.store.transactions_for(request_id) == 1
@@ -261,3 +257,50 @@ def test_a_bad_batch_signature_falls_back_to_per_item_signatures(local: LocalSta
     functions = _fulfilment_functions(local, ids)
     assert "fulfillBatch" in functions and "fulfillBatchSigned" not in functions, functions
     relayer.close()
+
+
+def test_large_batches_are_simulated_at_a_predicted_gas_limit(
+    local: LocalStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After one estimate, a large batch is simulated with one eth_call at a predicted gas limit instead of
+    eth_estimateGas; a prediction too low for the callbacks fails that call and is estimated instead."""
+    from web3.contract.contract import ContractFunction
+
+    from relayer.submitter import PREDICT_MIN_ITEMS
+
+    estimates: list[int] = []
+    real_estimate = ContractFunction.estimate_gas
+
+    def counting_estimate(self, *args, **kwargs):
+        estimates.append(1)
+        return real_estimate(self, *args, **kwargs)
+
+    monkeypatch.setattr(ContractFunction, "estimate_gas", counting_estimate)
+    relayer = relayer_for(local, tmp_path / "r.sqlite")
+    submitter = relayer.submitter
+    w3 = relayer.chain.w3
+    try:
+
+        def deliver_one_batch(tag: str) -> list[bytes]:
+            ids = [request_echo(local, f"{tag} {i}".encode()) for i in range(PREDICT_MIN_ITEMS)]
+            _tick_until_delivered(relayer, ids)
+            assert len(_fulfilment_functions(local, ids)) == 1, "one transaction carried the batch"
+            return ids
+
+        deliver_one_batch("first")
+        assert len(estimates) == 1 and submitter._gas_per_item > 0, "the first large batch is estimated"
+        per_item = submitter._gas_per_item
+        ids = deliver_one_batch("predicted")
+        assert len(estimates) == 1, "the second was simulated at the predicted gas limit, not estimated"
+        stored = relayer.store.get(ids[0])
+        tx = w3.eth.get_transaction(stored.submit_tx)
+        assert tx["gas"] == int(per_item * PREDICT_MIN_ITEMS * submitter.policy.gas_margin) + submitter.policy.gas_extra
+        submitter._gas_per_item = 1000.0  # far too little gas for these callbacks
+        ids = deliver_one_batch("too low")
+        assert len(estimates) == 2, "the failed prediction was estimated"
+        assert submitter._gas_per_item > 1000.0
+        for request_id in ids:
+            outcome = json.loads(relayer.store.get(request_id).outcome)
+            assert outcome["status"] == 0 and outcome["callbackSucceeded"], "no callback was starved of gas"
+    finally:
+        relayer.close()

@@ -253,16 +253,16 @@ def test_reorg_during_a_scan_stores_nothing_from_the_old_chain(local: LocalStack
     watcher.poll()
     cursor = store.cursor()
     request_id, _ = user.send(user.sign(b"raced"))
-    real_get_logs = client.w3.eth.get_logs
+    real_get_logs = watcher.get_logs
 
-    def get_logs_then_reorg(params):  # the chain is replaced right after the node answered
-        logs = real_get_logs(params)
+    def get_logs_then_reorg(start, end):  # the chain is replaced right after the node answered
+        logs = real_get_logs(start, end)
         reorg(user.w3, 1)
         return logs
 
-    client.w3.eth.get_logs = get_logs_then_reorg
+    watcher.get_logs = get_logs_then_reorg
     assert watcher.poll() == 0
-    client.w3.eth.get_logs = real_get_logs
+    del watcher.get_logs  # the class's own method again
     assert store.get(request_id) is None and store.cursor() == cursor
     assert watcher.poll() == 0
     assert store.get(request_id) is None and store.cursor() == client.w3.eth.block_number
@@ -280,8 +280,8 @@ def test_chunked_backfill_remembers_only_the_window_and_then_follows(local: Loca
     router = client.contract("Router", local.deployment.router)
     watcher = Watcher(client.w3, router, store, start_block=start, chunk=3, reorg_window=4)
     calls = []
-    real_get_block = client.w3.eth.get_block
-    client.w3.eth.get_block = lambda n, *a: calls.append(n) or real_get_block(n, *a)
+    real_block = watcher.block
+    watcher.block = lambda n: calls.append(n) or real_block(n)
     assert watcher.poll() == 3
     head = client.w3.eth.block_number
     assert min(n for n in calls if n >= start) >= head - 4, "no block outside the window was fetched"
@@ -289,7 +289,7 @@ def test_chunked_backfill_remembers_only_the_window_and_then_follows(local: Loca
     for _ in range(3):
         mine(user.w3, 2)
         watcher.poll()
-    client.w3.eth.get_block = real_get_block
+    del watcher.block  # the class's own method again
     assert watcher.rewinds == 0 and store.cursor() == client.w3.eth.block_number
     assert all(store.get(i).state == PENDING for i in ids)
     store.close()

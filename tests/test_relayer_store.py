@@ -136,6 +136,27 @@ def test_fences_refuse_writes_on_a_lost_lease(opener: Opener) -> None:
     assert a.get(rid).state == SUBMITTED and a.transactions_for(rid) == 1
 
 
+def test_batch_writes_fence_each_request_on_its_own(opener: Opener) -> None:
+    """One SQL transaction for a batch, yet a request another relayer took over is left to it, not the batch."""
+    a, b = opener(A, lease_seconds=0.3), opener(B, lease_seconds=30)
+    scan(a, 3)
+    ids = [req(i).request_id for i in range(3)]
+    assert len(a.claim(PENDING, 3)) == 3
+    time.sleep(0.4)  # A stalls past its lease; B takes the requests, gives two back and executes the third
+    assert [r.request_id for r in b.claim(PENDING, 3)] == ids
+    b.release(ids[:2])
+    b.mark_executed(ids[2], {"by": "B"})
+    lost = a.mark_executed_many([(rid, {"by": "A"}) for rid in ids])
+    assert set(lost) == {ids[2]} and "no longer pending" in lost[ids[2]]
+    assert [a.get(rid).fulfillment for rid in ids] == [{"by": "A"}, {"by": "A"}, {"by": "B"}]
+    changed = a.mark_final_many(
+        [(ids[0], DELIVERED, "ok"), (ids[1], DELIVERED, "ok"), (ids[2], DELIVERED, "ok")], only_from=(PENDING,)
+    )
+    assert changed == [], "only_from holds for every row of the batch"
+    assert a.mark_final_many([(ids[0], DELIVERED, "ok"), (ids[1], EXPIRED, "late")]) == ids[:2]
+    assert [a.get(rid).state for rid in ids] == [DELIVERED, EXPIRED, EXECUTED]
+
+
 def test_nonces_are_per_account_and_transactions_adopted_after_their_lease(opener: Opener) -> None:
     a, b = opener(A, lease_seconds=0.3), opener(B, lease_seconds=30)
     scan(a, 4)

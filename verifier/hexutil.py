@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from verifier.hashing import keccak256
 
 
@@ -26,6 +28,13 @@ def from_hex(value: str, length: int | None = None) -> bytes:
 
 def to_checksum_address(address: bytes | str) -> str:
     """EIP-55 checksummed form of a 20-byte address."""
+    return _checksummed(address)
+
+
+@lru_cache(maxsize=4096)
+def _checksummed(address: bytes | str) -> str:
+    """:func:`to_checksum_address`, remembered: the same few requesters, routers and signers recur in every
+    request, and the checksum costs a Keccak hash."""
     raw = address if isinstance(address, bytes) else from_hex(address, 20)
     if len(raw) != 20:
         raise ValueError("an address is 20 bytes")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import lru_cache
 
 from verifier.hashing import keccak256
 from verifier.hexutil import address_bytes, to_checksum_address, to_hex
@@ -191,13 +192,19 @@ class Domain:
 
     def separator(self) -> bytes:
         """``keccak256(abi.encode(DOMAIN_TYPEHASH, keccak("teebridge"), keccak("1"), chainId, router))``."""
-        return keccak256(
-            EIP712_DOMAIN_TYPEHASH
-            + keccak256(EIP712_DOMAIN_NAME.encode())
-            + keccak256(EIP712_DOMAIN_VERSION.encode())
-            + word(self.chain_id)
-            + address_word(self.router)
-        )
+        return _domain_separator(self.chain_id, self.router)
+
+
+@lru_cache(maxsize=256)
+def _domain_separator(chain_id: int, router: str) -> bytes:
+    """:meth:`Domain.separator`, remembered (every digest of every request needs it; it never changes)."""
+    return keccak256(
+        EIP712_DOMAIN_TYPEHASH
+        + keccak256(EIP712_DOMAIN_NAME.encode())
+        + keccak256(EIP712_DOMAIN_VERSION.encode())
+        + word(chain_id)
+        + address_word(router)
+    )
 
 
 @dataclass(frozen=True, slots=True)
