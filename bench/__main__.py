@@ -6,7 +6,7 @@ from bench import ai, e2e, feeds, gas, latency
 
 
 def main() -> int:
-    return gas.main([]) or e2e.main([]) or latency.main([]) or feeds.main() or ai.main([])
+    return gas.main([]) or e2e.main(list(e2e.HEADLINE_ARGS)) or latency.main([]) or feeds.main() or ai.main([])
 
 
 if __name__ == "__main__":
