@@ -279,17 +279,24 @@ class CoprocessorService:
             }
         )
 
-    async def _read_json(self, request: HttpRequest, what: str) -> object:
-        """The JSON body (at most ``max_request_bytes``), or the error response to send instead."""
-        limit = self.config.max_request_bytes
+    async def _read_body(self, request: HttpRequest, limit: int, hint: str) -> bytes | Response:
+        """The raw body, or a 413 when it is over ``limit`` bytes (``hint`` says what to send instead)."""
         declared = request.headers.get("content-length", "")
+        too_large = error(413, f"request body is larger than {limit} bytes{hint}")
         if declared.isdigit() and int(declared) > limit:
-            return error(413, f"request body is larger than {limit} bytes; send fewer or smaller {what}")
+            return too_large
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
             if len(body) > limit:
-                return error(413, f"request body is larger than {limit} bytes; send fewer or smaller {what}")
+                return too_large
+        return bytes(body)
+
+    async def _read_json(self, request: HttpRequest, what: str) -> object:
+        """The JSON body (at most ``max_request_bytes``), or the error response to send instead."""
+        body = await self._read_body(request, self.config.max_request_bytes, f"; send fewer or smaller {what}")
+        if isinstance(body, Response):
+            return body
         try:
             return json.loads(body)
         except (ValueError, RecursionError):
@@ -301,11 +308,9 @@ class CoprocessorService:
         400 for a bad body or an unconfigured pair, 422 when too few sources agree (no report rather than a
         bad one).
         """
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BODY_BYTES:
-                return error(413, f"request body is larger than {MAX_BODY_BYTES} bytes")
+        body = await self._read_body(request, MAX_BODY_BYTES, "")
+        if isinstance(body, Response):
+            return body
         try:
             call = parse_price_report_request(json.loads(body))
         except (ValueError, RecursionError) as exc:

@@ -9,7 +9,7 @@ import pytest
 
 from relayer.coprocessor_client import CoprocessorError
 from relayer.coprocessor_pool import CoprocessorPool
-from tests.helpers import DevEnclave, serve_http
+from tests.helpers import DevEnclave, QuietJsonHandler, serve_http
 from verifier.protocol import Domain, Request
 from verifier.signed_result import SignedResult
 
@@ -17,7 +17,7 @@ CALLS: dict[str, int] = {}
 
 
 def handler(name: str, status: int) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietJsonHandler):
         def do_GET(self) -> None:
             self._answer()
 
@@ -28,13 +28,7 @@ def handler(name: str, status: int) -> type[BaseHTTPRequestHandler]:
         def _answer(self) -> None:
             CALLS[name] = CALLS.get(name, 0) + 1
             body = json.dumps({"status": "ok", "name": name} if status == 200 else {"error": name}).encode()
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
+            self.send_json(body, status)
 
     return Handler
 
@@ -96,18 +90,12 @@ def test_a_pool_needs_a_member() -> None:
 def _signing(name: str) -> type[BaseHTTPRequestHandler]:
     """Answers POST /v1/sign-batch with a fixed 65-byte signature (the pool does not check it; the submitter does)."""
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietJsonHandler):
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length", "0")))
             CALLS[name] = CALLS.get(name, 0) + 1
             body = json.dumps({"signature": "0x" + "11" * 65}).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
+            self.send_json(body, 200)
 
     return Handler
 

@@ -12,7 +12,7 @@ from relayer.coprocessor_client import CoprocessorError
 from relayer.coprocessor_pool import CoprocessorPool
 from relayer.discovery import normalize_endpoint
 from relayer.store import StoredRequest
-from tests.helpers import serve_http
+from tests.helpers import QuietJsonHandler, serve_http
 
 HONEST = "0x" + "aa" * 20
 OTHER = "0x" + "bb" * 20
@@ -22,7 +22,7 @@ CALLS: dict[str, int] = {}
 def executor(name: str, signer: str) -> type[BaseHTTPRequestHandler]:
     """A stand-in coprocessor whose /v1/execute answers one result per request, claiming ``signer``."""
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietJsonHandler):
         def do_GET(self) -> None:
             self._reply({"status": "ok", "signer": signer})
 
@@ -45,13 +45,7 @@ def executor(name: str, signer: str) -> type[BaseHTTPRequestHandler]:
 
         def _reply(self, doc: object) -> None:
             data = json.dumps(doc).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
+            self.send_json(data, 200)
 
     return Handler
 
