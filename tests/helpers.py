@@ -107,11 +107,12 @@ def router_as(stack: Stack, client: ChainClient) -> Contract:
     return client.contract("Router", stack.router.address)
 
 
-def assert_reverts_with(call, sender: str, signature: str) -> None:
-    """``call`` reverts with the custom error ``signature``, e.g. ``UnauthorizedSigner(bytes32,address)``."""
-    selector = "0x" + keccak256(signature.encode())[:4].hex()
+def assert_reverts_with(call, sender: str, signature: str, *, gas: int | None = None, arguments: bytes = b"") -> None:
+    """``call`` reverts with the custom error ``signature``, e.g. ``UnauthorizedSigner(bytes32,address)``, whose
+    ABI-encoded arguments start with ``arguments``; ``gas`` is the call's gas limit (default: the node's)."""
+    selector = "0x" + (keccak256(signature.encode())[:4] + arguments).hex()
     with pytest.raises((ContractCustomError, ContractLogicError)) as info:
-        call.call({"from": sender})
+        call.call({"from": sender, **({"gas": gas} if gas is not None else {})})
     data = getattr(info.value, "data", None) or str(info.value)
     assert str(data).startswith(selector), f"expected {signature} ({selector}), got {data!r}"
 

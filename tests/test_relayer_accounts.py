@@ -62,6 +62,15 @@ def submitters(stream: Stream) -> Counter[str]:
     return Counter(senders[bytes(e["transactionHash"])] for e in logs)
 
 
+def deliver_all(stream: Stream, db: Path, count: int) -> Counter[str]:
+    """Send the whole stream, check every request was delivered exactly once; fulfilments per account."""
+    stream.start()
+    stream.join()
+    stream.wait_all_fulfilled(timeout=60)
+    check_exactly_once(stream, db, count)
+    return submitters(stream)
+
+
 def addresses(keys: list[str]) -> list[str]:
     return [Account.from_key(k).address.lower() for k in keys]
 
@@ -95,11 +104,7 @@ def test_three_accounts_share_the_work_exactly_once(local: LocalStack, tmp_path:
     stream = Stream(local, count, interval=0.02)
     relayer = ready(start(local, db, keys, "relayer-three", "--start-block", str(stream.start_block)))
     try:
-        stream.start()
-        stream.join()
-        stream.wait_all_fulfilled(timeout=60)
-        check_exactly_once(stream, db, count)
-        by_account = submitters(stream)
+        by_account = deliver_all(stream, db, count)
         assert set(by_account) == set(addresses(keys)), f"all three accounts submitted: {by_account}"
         nonces = check_nonces(stream, db, addresses(keys))
         assert all(n > 0 for n in nonces.values())
@@ -119,11 +124,7 @@ def test_an_account_without_funds_is_skipped_and_the_others_deliver(local: Local
         start(local, db, keys, "relayer", "--start-block", str(stream.start_block), "--min-balance-wei", str(10**15))
     )
     try:
-        stream.start()
-        stream.join()
-        stream.wait_all_fulfilled(timeout=60)
-        check_exactly_once(stream, db, count)
-        by_account = submitters(stream)
+        by_account = deliver_all(stream, db, count)
         assert set(by_account) == set(addresses(keys[1:])), f"only the funded accounts submitted: {by_account}"
         log = relayer.log_path.read_text()
         assert f"account {broke.address} holds 0 wei" in log and "skipped, the other accounts go on" in log

@@ -227,8 +227,11 @@ def test_too_little_gas_for_the_callback_reverts_everything(stack: Stack) -> Non
     register(stack, enclave)
     consumer = _deploy_consumer(stack, "GasBurningConsumer")
     request, _ = send_request(stack, plain(b"x"), consumer=consumer, gas=500_000)
+    call = fulfil(stack, enclave, request, b"r")
+    signature = "InsufficientGasForCallback(bytes32)"
+    assert_reverts_with(call, stack.relayer.address, signature, gas=300_000, arguments=request.request_id)
     with pytest.raises(TransactionFailedError):
-        stack.relayer.send(fulfil(stack, enclave, request, b"r"), gas=300_000)
+        stack.relayer.send(call, gas=300_000)
     assert stack.router.functions.commitments(request.request_id).call() == request.commitment()
 
 

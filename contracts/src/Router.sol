@@ -64,7 +64,8 @@ contract Router is IRouter {
         keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)");
     bytes32 private constant _NAME_HASH = keccak256("teebridge");
     bytes32 private constant _VERSION_HASH = keccak256("1");
-    /// @dev Gas kept back for the work between the check and the CALL in {_callWithExactGas}.
+    /// @dev Gas kept back for the work between the exact-gas check and the CALL ({_callWithExactGas} and
+    ///      {_deliverPackedItems}: the CALL's own cost, the consumer's account being warm by then).
     uint256 private constant _GAS_FOR_CALL_EXACT_CHECK = 5_000;
     /// @dev secp256k1n / 2: signatures with a larger s are malleable copies and are refused.
     uint256 private constant _HALF_CURVE_ORDER = 0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0;
@@ -333,6 +334,9 @@ contract Router is IRouter {
         private
         returns (bool success, uint256 gasUsed)
     {
+        if (target.code.length == 0) return (false, 0);
+        // Checked just before the CALL, after the code-size check (a cold account costs 2,600), as in
+        // {_deliverPackedItems}: only the CALL itself runs between the check and the call.
         bool enoughGas;
         assembly ("memory-safe") {
             let g := gas()
@@ -342,7 +346,6 @@ contract Router is IRouter {
             }
         }
         if (!enoughGas) revert InsufficientGasForCallback(requestId);
-        if (target.code.length == 0) return (false, 0);
         assembly ("memory-safe") {
             let before := gas()
             success := call(gasAmount, target, 0, add(data, 0x20), mload(data), 0, 0)
