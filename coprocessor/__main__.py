@@ -31,6 +31,8 @@ from coprocessor.sealing import SealingError
 log = logging.getLogger("coprocessor")
 
 LISTENING_PREFIX = "teebridge-coprocessor listening on "
+#: The environment variable --log-level overrides.
+LOG_LEVEL_ENV = "TEEBRIDGE_COPROCESSOR_LOG_LEVEL"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,6 +42,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="TCP port; 0 picks a free one (default 0)")
     parser.add_argument("--attestation", help="quote provider name (default simulated)")
+    parser.add_argument(
+        "--log-level",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        default=os.environ.get(LOG_LEVEL_ENV, "INFO").upper(),
+        help=f"INFO logs one line per executed batch, DEBUG one per request too ({LOG_LEVEL_ENV}; default INFO)",
+    )
     return parser.parse_args(argv)
 
 
@@ -81,7 +89,9 @@ def _exit_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Start the server and block until it is shut down."""
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         config = CoprocessorConfig.from_env(

@@ -43,8 +43,11 @@ def sign_batch(keys: EnclaveKeys, measurement: bytes, domain: Domain, items: Seq
     for index, item in enumerate(items):
         if item.fulfillment.measurement != measurement:
             raise ForeignItemError(f"fulfillments[{index}] names another measurement than this enclave's")
+        digest = item.fulfillment.digest(domain)
+        if current.signed_recently(digest):
+            continue  # this key signed it moments ago: the recovery below would name this signer
         try:
-            recovered = recover_signer(item.fulfillment.digest(domain), item.signature)
+            recovered = recover_signer(digest, item.signature)
         except SignatureError as exc:
             raise ForeignItemError(f"fulfillments[{index}]: {exc}") from exc
         if recovered != signer:

@@ -99,7 +99,9 @@ def start_server(
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     base = tmp_path_factory.mktemp("api")
-    running = start_server(base / "data", base, env={"TEEBRIDGE_COPROCESSOR_MAX_BATCH": str(MAX_BATCH)})
+    running = start_server(
+        base / "data", base, "--log-level", "DEBUG", env={"TEEBRIDGE_COPROCESSOR_MAX_BATCH": str(MAX_BATCH)}
+    )
     try:
         yield running
     finally:
@@ -369,7 +371,8 @@ def test_no_key_material_or_inputs_in_logs_or_responses(client: httpx.Client, se
         execute(client, request_json(ECHO, plain(b"x"), 51, inputHash="0x" + "00" * 32)).text,
     ]
     logs = texts[0]
-    assert "request 0x" + (50).to_bytes(32, "big").hex() in logs and "echo@1" in logs  # the per-request line
+    assert "request 0x" + (50).to_bytes(32, "big").hex() in logs and "echo@1" in logs  # the per-request DEBUG line
+    assert "executed 1 request(s) in" in logs and "OK 1" in logs  # the per-batch INFO line
     assert marker.hex() not in logs and marker.decode() not in logs
     for text in texts:
         for part in (secret[:32], secret[32:], (server.data_dir / "seal-root.key").read_bytes()):

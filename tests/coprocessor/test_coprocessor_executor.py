@@ -343,14 +343,20 @@ def test_busy_pool_is_refused_without_signing(
         RELEASE.set()
 
 
-def test_log_line_per_request_without_inputs_or_results(
+def test_log_lines_per_batch_and_per_request_without_inputs_or_results(
     executor: Executor, make_request: MakeRequest, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level("INFO", logger="coprocessor.executor")
+    """INFO: one line per executed batch (statuses counted); DEBUG: one more per request, naming it and its job."""
     data = plain(b"PLAINTEXT-MARKER")
+    caplog.set_level("INFO", logger="coprocessor.executor")
+    executor.execute_batch(CHAIN_ID, ROUTER, [(make_request(ECHO_JOB.job_id, data), data) for _ in range(3)])
+    lines = [r.getMessage() for r in caplog.records if r.name == "coprocessor.executor"]
+    assert len(lines) == 1 and lines[0].startswith("executed 3 request(s) in ") and lines[0].endswith("ms: OK 3")
+    caplog.clear()
+    caplog.set_level("DEBUG", logger="coprocessor.executor")
     request = make_request(ECHO_JOB.job_id, data)
     executor.execute(CHAIN_ID, ROUTER, request, data)
     lines = [r.getMessage() for r in caplog.records if r.name == "coprocessor.executor"]
-    assert len(lines) == 1
-    assert request.request_id.hex() in lines[0] and "echo@1" in lines[0] and "OK" in lines[0] and "ms" in lines[0]
+    assert len(lines) == 2 and lines[1].startswith("executed 1 request(s)")
+    assert request.request_id.hex() in lines[0] and "echo@1" in lines[0] and "OK" in lines[0]
     assert "PLAINTEXT-MARKER" not in caplog.text and b"PLAINTEXT-MARKER".hex() not in caplog.text
