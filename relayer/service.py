@@ -518,9 +518,11 @@ class Relayer:
         if int.from_bytes(self.router.functions.commitments(stored.request_id).call(), "big") == 0:
             self._record_cancel(stored, "not_pending")
             return 0
-        call = self.router.functions.cancel(stored.request().as_tuple())
+        call = self.submitter.calls.encode("cancel", [stored.request().as_tuple()])
         try:
-            gas = call.estimate_gas({"from": self.accounts.primary.address})
+            gas = self.chain.w3.eth.estimate_gas(
+                {"from": self.accounts.primary.address, "to": self.router.address, "data": call.data_hex}
+            )
         except ContractLogicError as exc:
             self._record_cancel(stored, "failed", error=describe_revert(exc))
             return 0

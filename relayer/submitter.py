@@ -35,9 +35,10 @@ from eth_account.typed_transactions import TypedTransaction
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
-from web3.exceptions import ContractLogicError, TransactionNotFound
+from web3.exceptions import ContractLogicError
 
 from relayer.accounts import AccountPool, SubmitterAccount
+from relayer.calls import CallEncoder, EncodedCall
 from relayer.chain import ChainClient, raw_receipt, raw_request
 from relayer.events import EventDecoder
 from relayer.revert_reasons import decode_revert, describe_revert
@@ -152,6 +153,8 @@ class Submitter:
         """Called with why the signer is not live each time a request is sent back to be executed again."""
         self.w3 = chain.w3
         self.router = router
+        self.calls = CallEncoder(router.abi)
+        """The Router's calls, encoded once each (web3's encoder cost more CPU than the batch it encoded)."""
         self.store = store
         self.policy = policy or SubmitPolicy()
         self.chain_id = chain.chain_id
@@ -299,7 +302,7 @@ class Submitter:
 
     def _submit_next(self) -> int | None:
         """Submit up to ``max_batch`` ready fulfilments in one transaction; how many were sent (None: none ready)."""
-        now = self.w3.eth.get_block("latest")["timestamp"]
+        now = int(raw_request(self.w3, "eth_getBlockByNumber", ["latest", False])["timestamp"], 16)
         batch: list[tuple[StoredRequest, SignedResult]] = []
         claimed = self.store.claim(EXECUTED, self.policy.max_batch)
         if not claimed:
@@ -356,11 +359,11 @@ class Submitter:
 
     def _commitments(self, request_ids: list[bytes]) -> list[bytes]:
         """``Router.commitmentsOf(request_ids)`` on the latest state: one raw ``eth_call``, ABI from the artifact."""
-        data = self.router.encode_abi("commitmentsOf", [request_ids])
+        data = self.calls.encode("commitmentsOf", [request_ids]).data_hex
         answer = raw_request(self.w3, "eth_call", [{"to": self.router.address, "data": data}, "latest"])
         return list(eth_abi.decode(self._commitments_outputs, bytes.fromhex(str(answer)[2:]))[0])
 
-    def _simulate(self, call: Any, items: int, account: SubmitterAccount) -> int:
+    def _simulate(self, call: EncodedCall, items: int, account: SubmitterAccount) -> int:
         """Simulate ``call`` (``items`` fulfilments) from ``account`` on the latest state; return the gas limit to
         send it with. Raises what web3 raises for a revert (``ContractLogicError``, ``ValueError``).
 
@@ -373,22 +376,17 @@ class Submitter:
         unnoticed). If the call fails, a real estimate decides: it fails too (the batch reverts: the caller looks
         for the culprit) or gives the new per-item figure.
         """
-        sender = {"from": account.address}
+        sender = {"from": account.address, "to": self.router.address, "data": call.data_hex}
         large = items >= PREDICT_MIN_ITEMS  # a small batch's fixed cost would skew the per-item figure
         self._predictions += 1 if large else 0
         if large and self._gas_per_item and self._predictions % REESTIMATE_EVERY:
             predicted = int(self._gas_per_item * items * self.policy.gas_margin) + self.policy.gas_extra
             try:
-                data = self.router.encode_abi(call.fn_name, call.args)  # raw: web3's call() cost more than the call
-                raw_request(
-                    self.w3,
-                    "eth_call",
-                    [{**sender, "to": self.router.address, "data": data, "gas": hex(predicted)}, "latest"],
-                )
+                raw_request(self.w3, "eth_call", [{**sender, "gas": hex(predicted)}, "latest"])
                 return predicted
             except Exception:  # a revert, "intrinsic gas too high", a flaky node: the estimate decides
                 pass
-        gas = call.estimate_gas(sender)
+        gas = self.w3.eth.estimate_gas(sender)  # type: ignore[arg-type]  # raises ContractLogicError on a revert
         if large:
             self._gas_per_item = gas / items
         return int(gas * self.policy.gas_margin) + self.policy.gas_extra
@@ -399,19 +397,19 @@ class Submitter:
         self.store.release([stored.request_id for stored, _ in batch])
         return 0
 
-    def _call_for(self, batch: list[tuple[StoredRequest, SignedResult]]):
+    def _call_for(self, batch: list[tuple[StoredRequest, SignedResult]]) -> EncodedCall:
         """``fulfill`` for one item; ``fulfillBatchSigned`` (one enclave signature, the cheap path) for several
         when their enclave signs the batch; else ``fulfillBatch`` with each item's own signature."""
         if len(batch) == 1:
             stored, signed = batch[0]
-            return self.router.functions.fulfill(signed.call_args(stored.request()))
+            return self.calls.encode("fulfill", [signed.call_args(stored.request())])
         results = [signed for _, signed in batch]
         signature = self._batch_signature(results)
         if signature is not None:
             items = pack_items((stored.request(), signed.status, signed.result) for stored, signed in batch)
             r, vs = to_compact(signature)
-            return self.router.functions.fulfillBatchSigned(items, results[0].measurement, r, vs)
-        return self.router.functions.fulfillBatch([signed.call_args(stored.request()) for stored, signed in batch])
+            return self.calls.encode("fulfillBatchSigned", [items, results[0].measurement, r, vs])
+        return self.calls.encode("fulfillBatch", [[signed.call_args(stored.request()) for stored, signed in batch]])
 
     def _batch_signature(self, results: list[SignedResult]) -> bytes | None:
         """The enclave's signature over ``results`` as one batch, checked here; None when there is none to use."""
@@ -499,7 +497,11 @@ class Submitter:
             )
 
     def _send(
-        self, batch: list[tuple[StoredRequest, SignedResult]], call, gas_limit: int, preferred: SubmitterAccount
+        self,
+        batch: list[tuple[StoredRequest, SignedResult]],
+        call: EncodedCall,
+        gas_limit: int,
+        preferred: SubmitterAccount,
     ) -> int:
         max_fee, priority = self.fees()
         account = self.account_for(gas_limit, max_fee, preferred)
@@ -519,19 +521,23 @@ class Submitter:
         log.info("submitted %d fulfilment(s) in %s (%s nonce %d)", len(ids), tx.tx_hash, account.address, tx.nonce)
         return len(ids)
 
-    def sign(self, account: SubmitterAccount, call: Any, gas_limit: int, max_fee: int, priority: int) -> SignedTx:
-        """Sign ``call`` as a type-2 transaction from ``account`` at its next nonce; nothing is persisted or sent."""
+    def sign(
+        self, account: SubmitterAccount, call: EncodedCall, gas_limit: int, max_fee: int, priority: int
+    ) -> SignedTx:
+        """Sign ``call`` (to the Router) as a type-2 transaction from ``account`` at its next nonce; nothing is
+        persisted or sent."""
         nonce = self.next_nonce(account)
-        tx = call.build_transaction(
-            {
-                "from": account.address,
-                "nonce": nonce,
-                "gas": gas_limit,
-                "chainId": self.chain_id,
-                "maxFeePerGas": max_fee,
-                "maxPriorityFeePerGas": priority,
-            }
-        )
+        tx = {
+            "type": 2,
+            "chainId": self.chain_id,
+            "nonce": nonce,
+            "to": self.router.address,
+            "value": 0,
+            "data": call.data,
+            "gas": gas_limit,
+            "maxFeePerGas": max_fee,
+            "maxPriorityFeePerGas": priority,
+        }
         signed = account.account.sign_transaction(tx)
         return SignedTx(nonce, signed.hash.to_0x_hex(), bytes(signed.raw_transaction))
 
@@ -559,7 +565,7 @@ class Submitter:
         # receipt, never as "nonce used but no receipt", which is what a dropped transaction looks like.
         own = self.accounts.primary.key  # the sender of rows older than per-transaction senders
         mined_nonces = {
-            sender: self.w3.eth.get_transaction_count(Web3.to_checksum_address(sender), "latest")
+            sender: int(raw_request(self.w3, "eth_getTransactionCount", [sender, "latest"]), 16)
             for sender in {tx.sender or own for tx in open_txs}
         }
         for tx in open_txs:
@@ -616,9 +622,7 @@ class Submitter:
         stuck_for = time.time() - newest.created_at
         if account is not None and 0 < self.policy.replace_after <= stuck_for and self._replace(newest, account):
             return
-        try:
-            self.w3.eth.get_transaction(newest.tx_hash)
-        except TransactionNotFound:
+        if raw_request(self.w3, "eth_getTransactionByHash", [newest.tx_hash]) is None:  # the node does not know it
             log.info("re-broadcasting %s (nonce %d)", newest.tx_hash, newest.nonce)
             self.broadcast(newest.raw, newest.tx_hash)
 
