@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -132,6 +133,8 @@ NO_LIVE_SIGNER_WARNING_INTERVAL = 300.0
 
 #: The concurrent loops of :meth:`Relayer.run_forever` and the stages each runs, in order. The chain loop follows
 #: the chain (and keeps the leases), the execute loop asks the coprocessors, the submit loop signs and settles.
+#: ``sys.setswitchinterval`` while the loops run (Python's default is 0.005 s).
+PIPELINE_SWITCH_INTERVAL = 0.001
 PIPELINE: dict[str, tuple[str, ...]] = {
     "chain": ("lease", "discover", "watch", "expire", "observe"),
     "execute": ("execute",),
@@ -778,6 +781,9 @@ class Relayer:
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, lambda *_: stop.set())
+            # The loops mostly wait on RPC and HTTP answers; one coming back waits for the GIL until the running
+            # thread yields it, every 5 ms by default, several times a batch. 1 ms keeps that queue short.
+            sys.setswitchinterval(PIPELINE_SWITCH_INTERVAL)
         stages = self._stages()
         stages["observe"] = self._throttled(stages["observe"], OBSERVE_INTERVAL)
         stages["expire"] = self._throttled(stages["expire"], EXPIRE_INTERVAL)
