@@ -241,8 +241,8 @@ class RelayerMetrics:
         self.reexecutions = Counter(
             r,
             p + "reexecutions_total",
-            "Results discarded because the registry no longer holds their signer live, and their requests executed"
-            " again, by why the signer is not live.",
+            "Results discarded and their requests executed again, by why: the registry no longer holds their signer"
+            " live (revoked, expired, ...), or their own signature did not check out (bad_signature).",
             ["reason"],
         )
 

@@ -46,7 +46,7 @@ from relayer.store import (
 from relayer.submitter import GWEI, SubmitPolicy, Submitter
 from relayer.watcher import DEFAULT_REORG_WINDOW, Watcher
 from verifier.protocol import Domain
-from verifier.signed_result import SignedResultError, verify_signed_result
+from verifier.signed_result import SignedResultError, check_answers_request
 
 log = logging.getLogger("teebridge.relayer")
 
@@ -429,10 +429,13 @@ class Relayer:
             return 0
         verified = []
         for stored, signed in zip(pending, results, strict=True):
+            # The signature is checked when the result goes out with it (Submitter._own_signatures_valid); under a
+            # batch signature the enclave and the submitter check the batch's instead: one ECDSA recovery a batch,
+            # not one a request (about 100 µs each, a tenth of a core at 1,000 requests a second).
             try:
-                verify_signed_result(signed, stored.request(), self.domain)
+                check_answers_request(signed, stored.request())
             except SignedResultError as exc:
-                self._retry(stored, f"coprocessor returned a bad signature: {exc}")
+                self._retry(stored, f"coprocessor returned a result that does not answer the request: {exc}")
                 continue
             verified.append((stored.request_id, signed.to_json()))
         # one SQL transaction for the whole batch; a request another relayer took over (we stalled past the

@@ -60,7 +60,7 @@ from relayer.store import (
     StoredTransaction,
 )
 from verifier.protocol import MAX_PACKED_RESULT, Domain, batch_digest, pack_items
-from verifier.signed_result import SignedResult
+from verifier.signed_result import SignedResult, SignedResultError, verify_signature
 from verifier.signing import SignatureError, recover_signer, to_compact
 
 log = logging.getLogger("teebridge.relayer.submitter")
@@ -158,6 +158,7 @@ class Submitter:
         self.store = store
         self.policy = policy or SubmitPolicy()
         self.chain_id = chain.chain_id
+        self.domain = Domain(self.chain_id, router.address)
         self._looks_dropped: dict[tuple[str, int], float] = {}
         """(sender, nonce) -> when it was first seen used with no receipt for any version (monotonic seconds)."""
         self._not_replaceable: set[str] = set()
@@ -334,7 +335,9 @@ class Submitter:
         account = self._choose()
         if account is None:
             return self._no_account(batch)
-        call = self._call_for(batch)
+        call, batch = self._call_for(batch)
+        if call is None:
+            return 0
         try:
             gas_limit = self._simulate(call, len(batch), account)
         except (ContractLogicError, ValueError) as exc:
@@ -349,7 +352,9 @@ class Submitter:
         account = self._choose()
         if account is None:
             return self._no_account(batch)
-        call = self._call_for(batch)
+        call, batch = self._call_for(batch)
+        if call is None:
+            return 0
         try:
             gas_limit = self._simulate(call, len(batch), account)
         except (ContractLogicError, ValueError) as exc:
@@ -397,19 +402,55 @@ class Submitter:
         self.store.release([stored.request_id for stored, _ in batch])
         return 0
 
-    def _call_for(self, batch: list[tuple[StoredRequest, SignedResult]]) -> EncodedCall:
-        """``fulfill`` for one item; ``fulfillBatchSigned`` (one enclave signature, the cheap path) for several
-        when their enclave signs the batch; else ``fulfillBatch`` with each item's own signature."""
+    def _call_for(
+        self, batch: list[tuple[StoredRequest, SignedResult]]
+    ) -> tuple[EncodedCall | None, list[tuple[StoredRequest, SignedResult]]]:
+        """The call for ``batch`` and the items it carries: ``fulfillBatchSigned`` (one enclave signature, the cheap
+        path) for several when their enclave signs the batch; else ``fulfill`` for one item or ``fulfillBatch``,
+        each with its own signature, for the items whose signature checks out (the others are executed again).
+        None when no item is left."""
+        if len(batch) > 1:
+            results = [signed for _, signed in batch]
+            signature = self._batch_signature(results)
+            if signature is not None:
+                items = pack_items((stored.request(), signed.status, signed.result) for stored, signed in batch)
+                r, vs = to_compact(signature)
+                return self.calls.encode("fulfillBatchSigned", [items, results[0].measurement, r, vs]), batch
+        batch = self._own_signatures_valid(batch)
+        if not batch:
+            return None, batch
         if len(batch) == 1:
             stored, signed = batch[0]
-            return self.calls.encode("fulfill", [signed.call_args(stored.request())])
-        results = [signed for _, signed in batch]
-        signature = self._batch_signature(results)
-        if signature is not None:
-            items = pack_items((stored.request(), signed.status, signed.result) for stored, signed in batch)
-            r, vs = to_compact(signature)
-            return self.calls.encode("fulfillBatchSigned", [items, results[0].measurement, r, vs])
-        return self.calls.encode("fulfillBatch", [[signed.call_args(stored.request()) for stored, signed in batch]])
+            return self.calls.encode("fulfill", [signed.call_args(stored.request())]), batch
+        args = [signed.call_args(stored.request()) for stored, signed in batch]
+        return self.calls.encode("fulfillBatch", [args]), batch
+
+    def _own_signatures_valid(
+        self, batch: list[tuple[StoredRequest, SignedResult]]
+    ) -> list[tuple[StoredRequest, SignedResult]]:
+        """The items whose own signature recovers to their claimed signer (checked only now, when they go out with
+        it). An item that fails had a faulty answer stored: it is discarded and the request executed again."""
+        valid = []
+        for stored, signed in batch:
+            try:
+                verify_signature(signed, self.domain)
+            except SignedResultError as exc:
+                self._reexecute_bad_signature(stored.request_id, str(exc))
+                continue
+            valid.append((stored, signed))
+        return valid
+
+    def _reexecute_bad_signature(self, request_id: bytes, why: str) -> None:
+        """Discard a stored result whose own signature does not check out, and have the request executed again."""
+        reason = f"coprocessor returned a bad signature: {why}"
+        try:
+            outcome = self.store.requeue_for_reexecution(request_id, reason, only_from=[EXECUTED])
+        except LeaseLostError as exc:
+            log.warning("request %s: %s", request_id.hex(), exc)
+            return
+        if outcome == PENDING and self.on_reexecute is not None:
+            self.on_reexecute("bad signature")
+        log.warning("request %s: %s; %s", request_id.hex(), reason, "executed again" if outcome == PENDING else outcome)
 
     def _batch_signature(self, results: list[SignedResult]) -> bytes | None:
         """The enclave's signature over ``results`` as one batch, checked here; None when there is none to use."""
@@ -426,7 +467,7 @@ class Submitter:
             return None
         if signature is None:
             return None
-        digest = batch_digest([r.fulfillment() for r in results], Domain(self.chain_id, self.router.address))
+        digest = batch_digest([r.fulfillment() for r in results], self.domain)
         try:
             recovered = recover_signer(digest, signature)
         except SignatureError:

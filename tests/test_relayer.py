@@ -30,7 +30,9 @@ def local() -> Iterator[LocalStack]:
         yield stack
 
 
-def relayer_for(stack: LocalStack, db: Path, coprocessor_url: str | None = None) -> Relayer:
+def relayer_for(
+    stack: LocalStack, db: Path, coprocessor_url: str | None = None, start_block: int | None = None
+) -> Relayer:
     return Relayer(
         RelayerConfig(
             rpc_url=stack.anvil.rpc_url,
@@ -38,7 +40,7 @@ def relayer_for(stack: LocalStack, db: Path, coprocessor_url: str | None = None)
             router=stack.deployment.router,
             coprocessor_url=coprocessor_url or stack.coprocessor_url,
             db_path=db,
-            start_block=stack.deployment.deploy_block,
+            start_block=stack.deployment.deploy_block if start_block is None else start_block,
             retry_delay=0.0,
         )
     )
@@ -304,5 +306,63 @@ def test_large_batches_are_simulated_at_a_predicted_gas_limit(
         for request_id in ids:
             outcome = json.loads(relayer.store.get(request_id).outcome)
             assert outcome["status"] == 0 and outcome["callbackSucceeded"], "no callback was starved of gas"
+    finally:
+        relayer.close()
+
+
+def _corrupt_signatures_once(relayer: Relayer, ids: list[bytes]) -> None:
+    """The relayer's answers for ``ids`` carry item signatures by a stranger's key the first time (a faulty
+    coprocessor)."""
+    from dataclasses import replace
+
+    from verifier.signing import sign_digest
+
+    stranger = DevEnclave.random()
+    real = relayer.coprocessor.execute
+    pending = set(ids)
+
+    def execute(chain_id, router, requests):
+        results = real(chain_id, router, requests)
+        domain = Domain(chain_id, router)
+        out = []
+        for r in results:
+            if r.request_id in pending:
+                pending.discard(r.request_id)
+                r = replace(r, signature=sign_digest(stranger.key, r.fulfillment().digest(domain)))
+            out.append(r)
+        return out
+
+    relayer.coprocessor.execute = execute
+
+
+def test_an_item_whose_own_signature_is_bad_is_executed_again(local: LocalStack, tmp_path: Path) -> None:
+    """Item signatures are checked when items go out with them (here: no batch signature, so ``fulfillBatch``
+    or ``fulfill``): the one whose signature recovers to another key is discarded and executed again before
+    anything is sent for it; the others are delivered."""
+    ids = [request_echo(local, b"own signature %d" % i) for i in range(3)]
+    relayer = relayer_for(local, tmp_path / "r.sqlite")
+    relayer.submitter.batch_signer = lambda results: None  # no batch signature: items go out on their own
+    _corrupt_signatures_once(relayer, [ids[1]])
+    try:
+        _tick_until_delivered(relayer, ids)
+        assert [relayer.store.get(i).reexecutions for i in ids] == [0, 1, 0]
+        assert [relayer.store.transactions_for(i) for i in ids] == [1, 1, 1], "nothing went out with the bad one"
+        assert "fulfillBatchSigned" not in _fulfilment_functions(local, ids)
+        assert relayer.metrics.reexecutions.value(reason="bad_signature") == 1
+    finally:
+        relayer.close()
+
+
+def test_under_a_batch_signature_item_signatures_are_not_used(local: LocalStack, tmp_path: Path) -> None:
+    """``fulfillBatchSigned`` carries no item signature: the enclave signs the batch over fulfilments its key
+    signed, so items whose stored signatures were garbled still go out under it, none executed again."""
+    first_block = ChainClient(local.anvil.rpc_url, USER_KEY).w3.eth.block_number + 1
+    ids = [request_echo(local, b"batch signed %d" % i) for i in range(3)]
+    relayer = relayer_for(local, tmp_path / "r.sqlite", start_block=first_block)  # only these: one batch
+    _corrupt_signatures_once(relayer, ids)
+    try:
+        _tick_until_delivered(relayer, ids)
+        assert set(_fulfilment_functions(local, ids)) == {"fulfillBatchSigned"}
+        assert [relayer.store.get(i).reexecutions for i in ids] == [0, 0, 0]
     finally:
         relayer.close()
