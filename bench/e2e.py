@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import sys
 import threading
@@ -69,7 +70,7 @@ DEFAULT_SENDERS = 4
 DEFAULT_RATE = 100.0
 HEADLINE_ARGS = (
     *("--rate", "1100", "--per-tx", "10", "--duration", "100", "--gas-limit", "300000000"),
-    *("--relayer-accounts", "4", "--poll-interval", "0.1", "--drain", "180"),
+    *("--relayer-accounts", "4", "--poll-interval", "0.1", "--drain", "180", "--max-batch", "1024"),
 )
 """The settings of the figure in ``e2e.json`` and BENCHMARKS.md (issue 6's load test: 110,000 requests, 100 s),
 which ``python -m bench`` (``make bench``) uses; ``python -m bench.e2e`` alone uses the defaults."""
@@ -384,7 +385,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--senders", type=int, default=DEFAULT_SENDERS, help=f"accounts (at most {len(SENDER_KEYS)})")
     parser.add_argument("--block-time", type=int, default=DEFAULT_BLOCK_TIME, help="anvil interval mining, whole s")
-    parser.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH, help="relayer --max-batch")
+    parser.add_argument(
+        "--max-batch",
+        type=int,
+        default=DEFAULT_MAX_BATCH,
+        help="relayer --max-batch; the coprocessor's max_batch is raised to match when larger than its default",
+    )
     parser.add_argument("--poll-interval", type=float, default=0.2, help="relayer poll interval, s")
     parser.add_argument("--drain", type=float, default=120.0, help="most seconds to wait for the backlog")
     parser.add_argument(
@@ -419,6 +425,8 @@ def main(argv: list[str] | None = None) -> int:
     signing = sign.measure(args.sign_seconds)
     say(f"{signing['signaturesPerSecond']:,.0f} signed fulfilments/s on one core")
     anvil_args = ("--gas-limit", str(args.gas_limit)) if args.gas_limit else ()
+    coprocessor_max_batch = max(args.max_batch, DEFAULT_MAX_BATCH)
+    os.environ["TEEBRIDGE_COPROCESSOR_MAX_BATCH"] = str(coprocessor_max_batch)  # the stack's processes inherit it
     relayer_keys = (RELAYER_KEY, *RELAYER_EXTRA_KEYS[: args.relayer_accounts - 1])
     with LocalStack(
         relayer_poll_interval=args.poll_interval, with_relayer=False, progress=say, anvil_args=anvil_args
@@ -449,6 +457,7 @@ def main(argv: list[str] | None = None) -> int:
                 "senders": args.senders,
                 "blockTime": args.block_time,
                 "relayerMaxBatch": args.max_batch,
+                "coprocessorMaxBatch": coprocessor_max_batch,
                 "relayerPollInterval": args.poll_interval,
                 "relayerAccounts": args.relayer_accounts,
                 "requestsPerTransaction": args.per_tx,
