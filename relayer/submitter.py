@@ -443,14 +443,8 @@ class Submitter:
     def _reexecute_bad_signature(self, request_id: bytes, why: str) -> None:
         """Discard a stored result whose own signature does not check out, and have the request executed again."""
         reason = f"coprocessor returned a bad signature: {why}"
-        try:
-            outcome = self.store.requeue_for_reexecution(request_id, reason, only_from=[EXECUTED])
-        except LeaseLostError as exc:
-            log.warning("request %s: %s", request_id.hex(), exc)
-            return
-        if outcome == PENDING and self.on_reexecute is not None:
-            self.on_reexecute("bad signature")
-        log.warning("request %s: %s; %s", request_id.hex(), reason, "executed again" if outcome == PENDING else outcome)
+        hint = "check the coprocessors: one answers with signatures that do not recover to the signer it names"
+        self._discard_result(request_id, reason, EXECUTED, "bad signature", hint)
 
     def _batch_signature(self, results: list[SignedResult]) -> bytes | None:
         """The enclave's signature over ``results`` as one batch, checked here; None when there is none to use."""
@@ -516,25 +510,32 @@ class Submitter:
         """Discard the request's result signed by ``signer`` (stale: ``why``) and have it executed again."""
         cause = why if why == UNAPPROVED else f"signer {why}"
         refused = f"router refused the result of signer {signer}{' ' + where if where else ''}: {cause}"
+        hint = "check that the coprocessors hold keys the registry accepts (the gatekeeper registers them)"
+        self._discard_result(request_id, refused, state, why, hint)
+
+    def _discard_result(self, request_id: bytes, reason: str, state: str, metric_reason: str, hint: str) -> None:
+        """Discard the stored result of a request in ``state`` (why: ``reason``) and send the request back to be
+        executed again, or close it as failed once it was re-executed the most times allowed (then ``hint`` says
+        what to look at)."""
         try:
-            outcome = self.store.requeue_for_reexecution(request_id, refused, only_from=[state])
+            outcome = self.store.requeue_for_reexecution(request_id, reason, only_from=[state])
         except LeaseLostError as exc:
             log.warning("request %s: %s", request_id.hex(), exc)
             return
         if outcome == PENDING:
             if self.on_reexecute is not None:
-                self.on_reexecute(why)
+                self.on_reexecute(metric_reason)
             log.warning(
                 "request %s: %s; its result is discarded and another enclave executes it again",
                 request_id.hex(),
-                refused,
+                reason,
             )
         elif outcome == FAILED:
             log.warning(
-                "request %s failed: %s, and it was already re-executed the most times allowed; check that the"
-                " coprocessors hold keys the registry accepts (the gatekeeper registers them)",
+                "request %s failed: %s, and it was already re-executed the most times allowed; %s",
                 request_id.hex(),
-                refused,
+                reason,
+                hint,
             )
 
     def _send(
