@@ -3,6 +3,13 @@ contracts by name."""
 
 from __future__ import annotations
 
+import os
+
+# web3 and eth-utils hash through eth-hash, whose default backend (pycryptodome, through cffi) takes about 10 µs a
+# call; point it at safe-pysha3's C Keccak (verifier.hashing's) unless the operator chose a backend. eth-hash reads
+# this on its first hash, so it is set before web3 is imported.
+os.environ.setdefault("ETH_HASH_BACKEND", "pysha3")
+
 from dataclasses import dataclass, field
 from typing import Any
 

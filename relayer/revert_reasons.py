@@ -8,6 +8,7 @@ from typing import Any
 import eth_abi
 
 from contracts.artifacts import load_artifact
+from relayer.events import canonical_type
 from verifier.hashing import keccak256
 
 
@@ -16,7 +17,7 @@ def _errors(contract: str) -> dict[bytes, tuple[str, list[str]]]:
     table = {}
     for item in load_artifact(contract).abi:
         if item["type"] == "error":
-            types = [i["type"] for i in item["inputs"]]
+            types = [canonical_type(i) for i in item["inputs"]]
             table[keccak256(f"{item['name']}({','.join(types)})".encode())[:4]] = (item["name"], types)
     return table
 

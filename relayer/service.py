@@ -45,7 +45,6 @@ from relayer.store import (
 )
 from relayer.submitter import GWEI, SubmitPolicy, Submitter
 from relayer.watcher import DEFAULT_REORG_WINDOW, Watcher
-from verifier.protocol import Domain
 from verifier.signed_result import SignedResultError, check_answers_request
 
 log = logging.getLogger("teebridge.relayer")
@@ -205,7 +204,6 @@ class Relayer:
         self.chain = ChainClient(config.rpc_urls[0], keys[0], timeout=config.rpc_timeout, provider=self.rpc)
         self.router = self.chain.contract("Router", config.router)
         self.chain_id = self.chain.chain_id
-        self.domain = Domain(self.chain_id, self.router.address)
         self.metrics = RelayerMetrics()
         self._seen_at: dict[bytes, float] = {}
         self._health_lock = threading.Lock()

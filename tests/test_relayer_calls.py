@@ -52,3 +52,18 @@ def test_overloaded_names_are_left_out() -> None:
     assert encoder.encode("g", []).data == Web3.keccak(text="g()")[:4]
     with pytest.raises(KeyError):
         encoder.encode("f", [1])
+
+
+def test_web3_hashes_with_the_c_keccak_in_a_relayer_process() -> None:
+    """Importing relayer.chain points eth-hash (web3's Keccak) at safe-pysha3 unless ETH_HASH_BACKEND is set."""
+    import os
+    import subprocess
+    import sys
+
+    probe = (
+        "import relayer.chain, eth_utils, eth_hash.auto as a; eth_utils.keccak(b'');"
+        " print(type(a.keccak.hasher.__self__).__name__)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "ETH_HASH_BACKEND"}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "PySha3Backend", out.stdout + out.stderr

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -21,7 +22,7 @@ import httpx
 from relayer.chain import ChainClient
 from relayer.store import DELIVERED, EXPIRED, PENDING, SUBMITTED, Store
 from relayer.submitter import FAULT_ENV, FAULT_EXIT_CODE, SKIP_UNAUTHORIZED_SIGNER
-from teebridge.processes import RELAYER_READY
+from teebridge.processes import RELAYER_READY, Child
 from teebridge.stack import OWNER_KEY, USER_KEY, LocalStack
 from tests.helpers import registered_enclave, send_echo_requests
 from verifier.protocol import Status, job_id
@@ -99,15 +100,22 @@ def delivered_once_by(local: LocalStack, ids: list[bytes], start: int, signer: s
     return skipped
 
 
-def test_a_single_fulfil_signed_by_a_revoked_enclave_is_executed_again_by_another() -> None:
+@contextmanager
+def revoked_with_work_in_flight(count: int) -> Iterator[tuple[LocalStack, Child, list[bytes], list[Any]]]:
+    """``count`` requests signed by A and persisted unsent, A revoked, then a relayer with A and B: yields the stack,
+    that relayer, the request ids and the skips seen, once every request was delivered exactly once, by B."""
     with LocalStack(with_relayer=False) as local, registered_enclave(local, "coprocessor-b") as (b_url, b_signer):
         start = ChainClient(local.anvil.rpc_url, USER_KEY).w3.eth.block_number
-        ids = in_flight_on_a(local, 1)
+        ids = in_flight_on_a(local, count)
         revoke(local, local.registration.signer)
 
         relayer = local.start_relayer(coprocessors=(local.coprocessor_url, b_url))
         relayer.wait_for_line(RELAYER_READY, after=relayer.log_offset)
-        skipped = delivered_once_by(local, ids, start, b_signer)
+        yield local, relayer, ids, delivered_once_by(local, ids, start, b_signer)
+
+
+def test_a_single_fulfil_signed_by_a_revoked_enclave_is_executed_again_by_another() -> None:
+    with revoked_with_work_in_flight(1) as (local, relayer, _ids, skipped):
         assert skipped == [], "fulfill reverts (UnauthorizedSigner) rather than skipping"
         relayer.wait_for_line(REEXECUTING, after=relayer.log_offset)
         assert metric(local, 'teebridge_relayer_reexecutions_total{reason="revoked"}') == 1
@@ -117,14 +125,7 @@ def test_a_single_fulfil_signed_by_a_revoked_enclave_is_executed_again_by_anothe
 
 
 def test_a_batch_signed_by_a_revoked_enclave_is_executed_again_by_another() -> None:
-    with LocalStack(with_relayer=False) as local, registered_enclave(local, "coprocessor-b") as (b_url, b_signer):
-        start = ChainClient(local.anvil.rpc_url, USER_KEY).w3.eth.block_number
-        ids = in_flight_on_a(local, 6)
-        revoke(local, local.registration.signer)
-
-        relayer = local.start_relayer(coprocessors=(local.coprocessor_url, b_url))
-        relayer.wait_for_line(RELAYER_READY, after=relayer.log_offset)
-        skipped = delivered_once_by(local, ids, start, b_signer)
+    with revoked_with_work_in_flight(6) as (local, relayer, ids, skipped):
         # the stale batch was mined once (re-broadcast after the crash): the Router skipped each of A's items
         assert sorted(bytes(e["args"]["requestId"]) for e in skipped) == sorted(ids)
         assert {e["args"]["reason"] for e in skipped} == {SKIP_UNAUTHORIZED_SIGNER}
