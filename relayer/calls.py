@@ -60,3 +60,12 @@ class CallEncoder:
         if len(args) != len(types):
             raise ValueError(f"{fn_name} takes {len(types)} arguments, got {len(args)}")
         return EncodedCall(fn_name, selector + eth_abi.encode(types, list(args)))
+
+    def encode_unencoded(self, fn_name: str, body: bytes) -> EncodedCall:
+        """The call of ``fn_name``, a function declared without parameters that reads ``body`` from its calldata
+        as it is, not ABI-encoded (``Router.fulfillPacked``); ``KeyError`` for an unknown name, ``ValueError`` for
+        a function that declares parameters."""
+        selector, types = self._functions[fn_name]
+        if types:
+            raise ValueError(f"{fn_name} declares parameters: use encode()")
+        return EncodedCall(fn_name, selector + body)

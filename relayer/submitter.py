@@ -59,7 +59,7 @@ from relayer.store import (
     StoredRequest,
     StoredTransaction,
 )
-from verifier.protocol import MAX_PACKED_RESULT, Domain, batch_digest, pack_items
+from verifier.protocol import MAX_PACKED_RESULT, Domain, batch_digest, pack_fulfillment, pack_items
 from verifier.signed_result import SignedResult, SignedResultError, verify_signature
 from verifier.signing import SignatureError, recover_signer, to_compact
 
@@ -406,9 +406,9 @@ class Submitter:
         self, batch: list[tuple[StoredRequest, SignedResult]]
     ) -> tuple[EncodedCall | None, list[tuple[StoredRequest, SignedResult]]]:
         """The call for ``batch`` and the items it carries: ``fulfillBatchSigned`` (one enclave signature, the cheap
-        path) for several when their enclave signs the batch; else ``fulfill`` for one item or ``fulfillBatch``,
-        each with its own signature, for the items whose signature checks out (the others are executed again).
-        None when no item is left."""
+        path) for several when their enclave signs the batch; else, each with its own signature, ``fulfillPacked``
+        for one item (``fulfill`` for a result too long to pack) or ``fulfillBatch``, for the items whose signature
+        checks out (the others are executed again). None when no item is left."""
         if len(batch) > 1:
             results = [signed for _, signed in batch]
             signature = self._batch_signature(results)
@@ -421,6 +421,10 @@ class Submitter:
             return None, batch
         if len(batch) == 1:
             stored, signed = batch[0]
+            if len(signed.result) <= MAX_PACKED_RESULT:
+                r, vs = signed.compact_signature()
+                body = pack_fulfillment(stored.request(), signed.status, signed.result, signed.measurement, r, vs)
+                return self.calls.encode_unencoded("fulfillPacked", body), batch
             return self.calls.encode("fulfill", [signed.call_args(stored.request())]), batch
         args = [signed.call_args(stored.request()) for stored, signed in batch]
         return self.calls.encode("fulfillBatch", [args]), batch

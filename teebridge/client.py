@@ -178,6 +178,13 @@ def is_sealed(envelope: bytes) -> bool:
 
 
 def _result_from_calldata(router: Contract, calldata: bytes, request_id: bytes) -> bytes:
+    calldata = bytes(calldata)
+    if calldata[:4] == bytes.fromhex(router.get_function_by_name("fulfillPacked")().selector[2:]):
+        # not ABI-encoded: selector | measurement | r | vs | one packed item (docs/protocol.md, section 7.2)
+        for packed in unpack_items(calldata[4 + 96 :]):
+            if packed.request.request_id == request_id:
+                return packed.result
+        raise ValueError("fulfilment transaction does not carry this request")
     func, args = router.decode_function_input(calldata)
     if func.fn_name == "fulfillBatchSigned":
         for packed in unpack_items(bytes(args["items"])):

@@ -59,13 +59,16 @@ def deploy_all(
     max_callback_gas_limit: int = DEFAULT_MAX_CALLBACK_GAS,
     governance_delay: int = 0,
 ) -> Deployment:
-    """Deploy registry, router and the example consumer from ``owner``'s account.
+    """Deploy registry, router and the example consumer from ``owner``'s account, and attach the router to the
+    registry (``EnclaveRegistry.attachRouter``), which then mirrors every authorization into it.
 
     ``governance_delay`` is how long a proposed measurement approval stays public before it can be
     activated: 0 suits a local chain; a production network wants days.
     """
     registry, receipt = owner.deploy("EnclaveRegistry", owner.address, gatekeeper, governance_delay)
     router, _ = owner.deploy("Router", registry.address, max_callback_gas_limit)
+    # Before any approval: from here on the registry pushes its authorizations into the Router.
+    owner.send(registry.functions.attachRouter(router.address))
     consumer, _ = owner.deploy("ExampleConsumer", router.address)
     if allow_simulated:
         owner.send(registry.functions.setSimulatedAttestationsAllowed(True))

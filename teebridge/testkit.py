@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from web3 import Web3
 from web3.contract import Contract
 from web3.logs import DISCARD
 from web3.types import TxReceipt
@@ -107,3 +109,24 @@ def requested_in(router: Contract, receipt: TxReceipt) -> tuple[Request, bytes]:
         expiry=args["expiry"],
     )
     return request, raw_input
+
+
+class RawCall:
+    """A contract call given as raw calldata (``Router.fulfillPacked``, which is not ABI-encoded), usable where a
+    web3 ``ContractFunction`` is: ``ChainClient.send``, :func:`assert_reverts_with`."""
+
+    def __init__(self, w3: Web3, to: str, data: bytes) -> None:
+        self.w3, self.to, self.data = w3, to, data
+
+    def build_transaction(self, tx: dict[str, Any]) -> dict[str, Any]:
+        """``tx`` with this call's target and data, and the node's gas estimate unless ``tx`` sets gas."""
+        built = {**tx, "to": self.to, "data": "0x" + self.data.hex()}
+        if "gas" not in built:
+            built["gas"] = self.w3.eth.estimate_gas(built)
+        built.setdefault("maxFeePerGas", self.w3.eth.gas_price * 2)
+        built.setdefault("maxPriorityFeePerGas", 0)
+        return built
+
+    def call(self, tx: dict[str, Any]) -> bytes:
+        """``eth_call`` of this call (raises web3's contract errors on a revert)."""
+        return bytes(self.w3.eth.call({**tx, "to": self.to, "data": "0x" + self.data.hex()}))

@@ -14,10 +14,10 @@ import eth_abi
 from web3.logs import DISCARD
 
 from teebridge.testkit import requested_in
-from tests.helpers import ECHO_JOB, DevEnclave, Stack, register, router_as, send_request
+from tests.helpers import ECHO_JOB, DevEnclave, Stack, packed_call, register, router_as, send_request
 from verifier.envelope import plain
 from verifier.hashing import keccak256
-from verifier.protocol import Request
+from verifier.protocol import Request, pack_fulfillment
 
 #: ExampleConsumer.send -> Router.request with a 32-byte input (measured 66,027).
 MAX_REQUEST_VIA_CONSUMER_32B = 69_300
@@ -32,6 +32,11 @@ MAX_BATCH_10_PER_ITEM = 95_700
 #: included: issue 6's target (measured 29,884 by ``python -m bench.gas``; fulfillBatch with one signature per
 #: item: 40,508). Not 5% above the measurement like the others: the target itself is the bound.
 MAX_BATCH_SIGNED_50_TRIVIAL_PER_ITEM = 30_000
+
+#: fulfillPacked (the relayer's call for one result) of a TrivialConsumer callback, 32-byte result (measured
+#: 60,559-60,583 by ``python -m bench.gas``; Router.fulfill, the ABI-encoded form: 63,945). Issue 6's target is
+#: 60,000 and is not met yet; this bound only keeps the path from growing (BENCHMARKS.md, issue-6 targets).
+MAX_FULFILL_PACKED_TRIVIAL = 61_000
 
 #: TrivialConsumer.send -> Router.request with a 64-byte input (measured 59,846-59,858): issue 6's target.
 MAX_REQUEST_VIA_TRIVIAL_64B = 60_000
@@ -119,3 +124,21 @@ def test_request_with_a_64_byte_input_via_a_consumer_is_under_60k(stack: Stack) 
         payload = plain(keccak256(bytes([i])) + keccak256(bytes([i, 1]))[:31])  # 64 bytes, like ciphertext
         receipt = stack.user.send(user_trivial.functions.send(ECHO_JOB, payload, 100_000, 600))
         assert receipt["gasUsed"] < MAX_REQUEST_VIA_TRIVIAL_64B, receipt["gasUsed"]
+
+
+def test_fulfill_packed_of_a_trivial_callback_gas(stack: Stack) -> None:
+    enclave = _warm(stack)
+    trivial, _ = stack.owner.deploy("TrivialConsumer", stack.router.address)
+    user_trivial = stack.user.contract("TrivialConsumer", trivial.address)
+    for i in range(3):
+        payload = plain(keccak256(bytes([i])) + keccak256(bytes([i, 1]))[:31])
+        receipt = stack.user.send(user_trivial.functions.send(ECHO_JOB, payload, 100_000, 600))
+        request, _ = requested_in(stack.router, receipt)
+        signed = enclave.sign(request, keccak256(bytes([i, 2])), stack.domain)
+        r, vs = signed.compact_signature()
+        body = pack_fulfillment(request, signed.status, signed.result, signed.measurement, r, vs)
+        receipt = stack.relayer.send(packed_call(stack, body))
+        (event,) = stack.router.events.Fulfilled().process_receipt(receipt, errors=DISCARD)
+        assert event["args"]["callbackSucceeded"] is True
+        assert trivial.functions.results(request.request_id).call() == keccak256(bytes([i, 2]))
+        assert receipt["gasUsed"] < MAX_FULFILL_PACKED_TRIVIAL, receipt["gasUsed"]

@@ -283,6 +283,15 @@ def pack_item(request: Request, status: int, result: bytes, previous: Request | 
     )
 
 
+def pack_fulfillment(request: Request, status: int, result: bytes, measurement: bytes, r: bytes, vs: bytes) -> bytes:
+    """``Router.fulfillPacked``'s calldata after its selector (docs/protocol.md, section 7.2): ``measurement (32) |
+    r (32) | vs (32) | item``, where ``item`` is :func:`pack_item` with flags 0 and ``(r, vs)`` is the answer's own
+    ``Fulfillment`` signature in compact form (:func:`verifier.signing.to_compact`)."""
+    if len(measurement) != 32 or len(r) != 32 or len(vs) != 32:
+        raise ValueError("measurement, r and vs are 32 bytes each")
+    return measurement + r + vs + pack_item(request, status, result)
+
+
 def pack_items(answers: Iterable[tuple[Request, int, bytes]]) -> bytes:
     """``Router.fulfillBatchSigned``'s ``items`` for ``(request, status, result)`` answers, in order."""
     packed = bytearray()

@@ -2,6 +2,7 @@
 pragma solidity 0.8.28;
 
 import {IEnclaveRegistry} from "./interfaces/IEnclaveRegistry.sol";
+import {IRouterAuthorizations} from "./interfaces/IRouterAuthorizations.sol";
 
 /// @title EnclaveRegistry
 /// @notice The on-chain verifier of teebridge: it knows which signing keys belong to attested enclaves,
@@ -12,6 +13,10 @@ import {IEnclaveRegistry} from "./interfaces/IEnclaveRegistry.sol";
 ///      then activated by anyone. Restrictive changes (withdrawing an approval, revoking a signer, raising
 ///      the minimum version) take effect at once. Each measurement carries a version fixed when it is
 ///      first proposed; raising `minimumVersion` stops every older image from registering again.
+///      Mirror: once a Router is attached ({attachRouter}), every change that alters {isAuthorized} is pushed
+///      into it in the same transaction, as one record per (signer, job, measurement), so the Router checks a
+///      fulfilment's signer in its own storage. To keep those pushes bounded, a measurement has at most
+///      `MAX_JOBS_PER_MEASUREMENT` approved jobs and `MAX_SIGNERS_PER_MEASUREMENT` registered signers.
 contract EnclaveRegistry is IEnclaveRegistry {
     /// @notice The only chain id on which simulated (insecure, local-only) attestations can be enabled.
     uint256 public constant LOCAL_CHAIN_ID = 31337;
@@ -21,6 +26,10 @@ contract EnclaveRegistry is IEnclaveRegistry {
     uint8 public constant SUITE_MLKEM768_X25519 = 2;
     /// @notice The longest endpoint URL a signer may publish, in bytes.
     uint256 public constant MAX_ENDPOINT_LENGTH = 256;
+    /// @notice The most jobs a measurement may be approved for at once.
+    uint256 public constant MAX_JOBS_PER_MEASUREMENT = 32;
+    /// @notice The most signers (registered, not revoked, not yet forgotten) a measurement may have at once.
+    uint256 public constant MAX_SIGNERS_PER_MEASUREMENT = 64;
 
     struct Signer {
         bytes32 measurement;
@@ -46,6 +55,8 @@ contract EnclaveRegistry is IEnclaveRegistry {
     address public gatekeeper;
     /// @notice Whether signers registered from a simulated attestation are accepted (local chain only).
     bool public simulatedAttestationsAllowed;
+    /// @notice The Router this registry pushes its authorizations into (zero: none attached).
+    IRouterAuthorizations public router;
     /// @notice Images whose measurement version is below this may not register signers.
     uint64 public minimumVersion;
     /// @notice The version of each known measurement (0 = never proposed); fixed once set.
@@ -57,6 +68,14 @@ contract EnclaveRegistry is IEnclaveRegistry {
     mapping(address signer => bytes) private _hpkeKeys;
     mapping(bytes32 jobId => mapping(bytes32 measurement => bool)) private _approved;
     mapping(address signer => string) private _endpoints;
+    /// @dev The jobs each measurement is approved for, and each (job, measurement)'s index there plus one.
+    mapping(bytes32 measurement => bytes32[]) private _jobsOf;
+    mapping(bytes32 jobId => mapping(bytes32 measurement => uint256)) private _jobSlot;
+    /// @dev The registered, unrevoked, unforgotten signers of each measurement, and each one's index plus one.
+    mapping(bytes32 measurement => address[]) private _signersOf;
+    mapping(address signer => uint256) private _signerSlot;
+    /// @dev Whether any measurement was ever activated: a Router can only be attached before that.
+    bool private _policyStarted;
 
     error NotOwner();
     error NotPendingOwner();
@@ -77,6 +96,12 @@ contract EnclaveRegistry is IEnclaveRegistry {
     error MinimumVersionNotRaised(uint64 current, uint64 proposed);
     error InvalidKeyBundle();
     error EndpointTooLong(uint256 length, uint256 maximum);
+    error RouterAlreadyAttached(address router);
+    error PolicyAlreadyStarted();
+    error RouterServesAnotherRegistry(address router);
+    error TooManyJobsForMeasurement(bytes32 measurement);
+    error TooManySignersForMeasurement(bytes32 measurement);
+    error SignerNotExpired(address signer);
 
     event OwnershipTransferStarted(address indexed previousOwner, address indexed newOwner);
     event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
@@ -91,6 +116,8 @@ contract EnclaveRegistry is IEnclaveRegistry {
     );
     event SignerRevoked(address indexed signer);
     event SignerEndpointSet(address indexed signer, string endpoint);
+    event RouterAttached(address indexed router);
+    event SignerForgotten(address indexed signer);
 
     modifier onlyOwner() {
         if (msg.sender != owner) revert NotOwner();
@@ -134,6 +161,23 @@ contract EnclaveRegistry is IEnclaveRegistry {
         gatekeeper = newGatekeeper;
     }
 
+    /// @notice Attach the Router this registry serves: from now on every authorization change is pushed into it.
+    /// @dev Once only, and before any measurement is activated, so the Router never misses a record. The
+    ///      Router must name this registry as its own.
+    /// @param router_ The Router.
+    function attachRouter(IRouterAuthorizations router_) external onlyOwner {
+        if (address(router) != address(0)) revert RouterAlreadyAttached(address(router));
+        if (_policyStarted) revert PolicyAlreadyStarted();
+        if (address(router_) == address(0)) revert ZeroAddress();
+        (bool ok, bytes memory answer) = address(router_).staticcall(abi.encodeWithSignature("registry()"));
+        if (!ok || answer.length != 32 || abi.decode(answer, (address)) != address(this)) {
+            revert RouterServesAnotherRegistry(address(router_));
+        }
+        router = router_;
+        emit RouterAttached(address(router_));
+        if (simulatedAttestationsAllowed) router_.setSimulatedAttestationsAllowed(true);
+    }
+
     /// @notice Allow or forbid signers registered from simulated attestations.
     /// @dev Enabling is refused on every chain but the local one (31337): a simulated quote proves nothing.
     /// @param allowed Whether simulated signers are accepted.
@@ -141,6 +185,7 @@ contract EnclaveRegistry is IEnclaveRegistry {
         if (allowed && block.chainid != LOCAL_CHAIN_ID) revert SimulatedAttestationsOnlyOnLocalChain(block.chainid);
         simulatedAttestationsAllowed = allowed;
         emit SimulatedAttestationsAllowedSet(allowed);
+        if (address(router) != address(0)) router.setSimulatedAttestationsAllowed(allowed);
     }
 
     /// @notice Propose approving `measurement` (an image of version `version`) for `jobId`.
@@ -178,8 +223,18 @@ contract EnclaveRegistry is IEnclaveRegistry {
         if (p.version < minimumVersion) revert VersionBelowMinimum(p.version, minimumVersion);
         delete proposals[jobId][measurement];
         measurementVersion[measurement] = p.version;
+        _policyStarted = true;
+        if (_approved[jobId][measurement]) {
+            emit JobMeasurementSet(jobId, measurement, true); // approved before: nothing else changes
+            return;
+        }
+        bytes32[] storage jobs = _jobsOf[measurement];
+        if (jobs.length == MAX_JOBS_PER_MEASUREMENT) revert TooManyJobsForMeasurement(measurement);
+        jobs.push(jobId);
+        _jobSlot[jobId][measurement] = jobs.length;
         _approved[jobId][measurement] = true;
         emit JobMeasurementSet(jobId, measurement, true);
+        _pushJob(jobId, measurement, true);
     }
 
     /// @notice Withdraw a measurement's approval for a job, at once (an emergency or a retirement).
@@ -188,6 +243,15 @@ contract EnclaveRegistry is IEnclaveRegistry {
     function withdrawJobMeasurement(bytes32 jobId, bytes32 measurement) external onlyOwner {
         _approved[jobId][measurement] = false;
         emit JobMeasurementSet(jobId, measurement, false);
+        uint256 slot = _jobSlot[jobId][measurement];
+        if (slot == 0) return; // was not approved
+        bytes32[] storage jobs = _jobsOf[measurement];
+        bytes32 last = jobs[jobs.length - 1];
+        jobs[slot - 1] = last;
+        _jobSlot[last][measurement] = slot;
+        jobs.pop();
+        delete _jobSlot[jobId][measurement];
+        _pushJob(jobId, measurement, false);
     }
 
     /// @notice Refuse registration to every image older than `version`, at once. Only ever increases.
@@ -274,10 +338,21 @@ contract EnclaveRegistry is IEnclaveRegistry {
         if (version == 0) revert UnknownMeasurement(measurement);
         if (version < minimumVersion) revert VersionBelowMinimum(version, minimumVersion);
         uint8 suites = _suitesOf(hpkeKeys);
+        bytes32 previous = _signers[signer].measurement;
+        if (_signerSlot[signer] != 0 && previous != measurement) _forget(signer, previous);
+        if (_signerSlot[signer] == 0) {
+            address[] storage peers = _signersOf[measurement];
+            if (peers.length == MAX_SIGNERS_PER_MEASUREMENT) revert TooManySignersForMeasurement(measurement);
+            peers.push(signer);
+            _signerSlot[signer] = peers.length;
+        }
         _signers[signer] =
             Signer({measurement: measurement, expiry: expiry, revoked: false, simulated: simulated, suites: suites});
         _hpkeKeys[signer] = hpkeKeys;
         emit SignerRegistered(signer, measurement, expiry, simulated, hpkeKeys);
+        if (address(router) != address(0)) {
+            router.setAuthorizations(signer, measurement, _jobsOf[measurement], expiry, simulated);
+        }
     }
 
     /// @dev Stores a signer's endpoint (length-checked) and emits {SignerEndpointSet}.
@@ -297,6 +372,17 @@ contract EnclaveRegistry is IEnclaveRegistry {
         if (s.expiry == 0) revert UnknownSigner(signer);
         s.revoked = true;
         emit SignerRevoked(signer);
+        if (_signerSlot[signer] != 0) _forget(signer, s.measurement);
+    }
+
+    /// @notice Drop an expired signer from its measurement's list (and the Router's records), freeing its place
+    ///         under `MAX_SIGNERS_PER_MEASUREMENT`. Anyone may call it; it changes no one's authorization.
+    /// @param signer An expired signer.
+    function forgetExpiredSigner(address signer) external {
+        Signer storage s = _signers[signer];
+        if (s.expiry == 0) revert UnknownSigner(signer);
+        if (s.expiry > block.timestamp) revert SignerNotExpired(signer);
+        if (_signerSlot[signer] != 0) _forget(signer, s.measurement);
     }
 
     // ------------------------------------------------------------------ views
@@ -333,6 +419,21 @@ contract EnclaveRegistry is IEnclaveRegistry {
         return (s.measurement, s.expiry, s.revoked, s.simulated, _hpkeKeys[signer]);
     }
 
+    /// @notice The jobs `measurement` is approved for (at most `MAX_JOBS_PER_MEASUREMENT`), in no set order.
+    /// @param measurement The measurement.
+    /// @return The job ids.
+    function jobsOf(bytes32 measurement) external view returns (bytes32[] memory) {
+        return _jobsOf[measurement];
+    }
+
+    /// @notice The signers registered with `measurement` that were neither revoked nor forgotten (at most
+    ///         `MAX_SIGNERS_PER_MEASUREMENT`; an expired one stays until {forgetExpiredSigner}), in no set order.
+    /// @param measurement The measurement.
+    /// @return The signer addresses.
+    function signersOf(bytes32 measurement) external view returns (address[] memory) {
+        return _signersOf[measurement];
+    }
+
     /// @notice The URL a signer's coprocessor published (advisory: see {registerSignerWithEndpoint}).
     /// @param signer The signer address.
     /// @return endpoint The base URL, or "" if none was published. Check {signerInfo} for liveness.
@@ -345,6 +446,33 @@ contract EnclaveRegistry is IEnclaveRegistry {
     /// @return mask 0 for an unknown signer; else e.g. `(1 << SUITE_X25519) | (1 << SUITE_MLKEM768_X25519)`.
     function hpkeSuites(address signer) external view returns (uint256 mask) {
         return _signers[signer].suites;
+    }
+
+    /// @dev Removes `signer` from `measurement`'s signers and its records from the Router.
+    function _forget(address signer, bytes32 measurement) private {
+        address[] storage peers = _signersOf[measurement];
+        uint256 slot = _signerSlot[signer];
+        address last = peers[peers.length - 1];
+        peers[slot - 1] = last;
+        _signerSlot[last] = slot;
+        peers.pop();
+        delete _signerSlot[signer];
+        emit SignerForgotten(signer);
+        if (address(router) != address(0)) router.setAuthorizations(signer, measurement, _jobsOf[measurement], 0, false);
+    }
+
+    /// @dev Pushes one job's approval (or its withdrawal) for every signer of `measurement` into the Router.
+    ///      At most `MAX_SIGNERS_PER_MEASUREMENT` calls.
+    function _pushJob(bytes32 jobId, bytes32 measurement, bool approved) private {
+        if (address(router) == address(0)) return;
+        address[] storage peers = _signersOf[measurement];
+        bytes32[] memory jobs = new bytes32[](1);
+        jobs[0] = jobId;
+        for (uint256 i; i < peers.length; ++i) {
+            Signer storage s = _signers[peers[i]];
+            if (approved) router.setAuthorizations(peers[i], measurement, jobs, s.expiry, s.simulated);
+            else router.setAuthorizations(peers[i], measurement, jobs, 0, false);
+        }
     }
 
     /// @dev Validates a key bundle (known suites, exact key lengths, ascending, at least one) and returns

@@ -3,13 +3,17 @@ pragma solidity 0.8.28;
 
 import {IEnclaveRegistry} from "./interfaces/IEnclaveRegistry.sol";
 import {IRouter} from "./interfaces/IRouter.sol";
+import {IRouterAuthorizations} from "./interfaces/IRouterAuthorizations.sol";
 import {ITeeBridgeConsumer} from "./interfaces/ITeeBridgeConsumer.sol";
 
 /// @title Router
 /// @notice Takes requests from consumer contracts and delivers results signed by attested enclaves.
 /// @dev One storage slot per pending request: a commitment hash over everything a fulfilment must match.
+///      Who may sign is decided by the registry, which mirrors every (signer, job, measurement) it authorizes
+///      into this contract ({setAuthorizations}), so a fulfilment reads one storage slot of its own for it
+///      instead of calling another contract (docs/protocol.md, section 9.4).
 ///      Wire formats (request id, commitment, EIP-712 Fulfillment, status codes) are in docs/protocol.md.
-contract Router is IRouter {
+contract Router is IRouter, IRouterAuthorizations {
     /// @notice The fields a request is committed to; a fulfilment or a cancellation must repeat them exactly.
     struct Request {
         bytes32 requestId;
@@ -67,10 +71,23 @@ contract Router is IRouter {
     /// @dev Gas kept back for the work between the exact-gas check and the CALL ({_callWithExactGas} and
     ///      {_deliverPackedItems}: the CALL's own cost, the consumer's account being warm by then).
     uint256 private constant _GAS_FOR_CALL_EXACT_CHECK = 5_000;
+    /// @dev The flag bit of an authorization record for a signer registered from a simulated attestation.
+    uint256 private constant _SIMULATED_BIT = 1 << 64;
+    /// @dev The length of a packed item without its result.
+    uint256 private constant _PACKED_ITEM_HEAD = 144;
+    /// @dev Where {fulfillPacked}'s item starts in its calldata: after the selector, measurement, r and vs.
+    uint256 private constant _PACKED_CALL_ITEM = 0x64;
+    /// @dev {_checkPackedCall}'s failure for a malformed call (not a SKIP_* reason: it always reverts).
+    uint256 private constant _MALFORMED = 255;
+    /// @dev {fulfillPacked}'s failure when the transaction cannot give the callback its gas.
+    uint256 private constant _STARVED = 254;
+    /// @dev {fulfillPacked}'s failure when the fee cannot be paid to the submitter.
+    uint256 private constant _PAYMENT_FAILED = 253;
     /// @dev secp256k1n / 2: signatures with a larger s are malleable copies and are refused.
     uint256 private constant _HALF_CURVE_ORDER = 0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0;
 
-    /// @notice The registry that says which signers are attested and approved.
+    /// @notice The registry that says which signers are attested and approved; the only account that may
+    ///         write this Router's authorization records.
     IEnclaveRegistry public immutable registry;
     /// @notice Upper bound on the gas a request may ask for its callback.
     uint32 public immutable maxCallbackGasLimit;
@@ -82,6 +99,11 @@ contract Router is IRouter {
     uint256 public nonce;
     /// @notice Pending requests: request id => commitment. Zero once fulfilled or cancelled.
     mapping(bytes32 requestId => bytes32 commitment) public commitments;
+    /// @notice Mirror of the registry's flag: whether signers registered from simulated attestations count.
+    bool public simulatedAttestationsAllowed;
+    /// @dev The registry's authorizations: keccak256(abi.encode(signer, jobId, measurement)) => the signer's
+    ///      expiry (low 64 bits) | 1 << 64 when it was registered from a simulated attestation. Zero: none.
+    mapping(bytes32 key => uint256 record) private _authorizations;
 
     error ZeroAddress();
     error CallbackGasLimitTooHigh(uint32 requested, uint32 maximum);
@@ -97,6 +119,8 @@ contract Router is IRouter {
     error PaymentFailed(address to, uint256 amount);
     error MalformedBatch(uint256 offset);
     error InvalidBatchSignature();
+    error MalformedItem();
+    error NotRegistry();
 
     /// @notice A new request; carries everything a relayer and a coprocessor need.
     event Requested(
@@ -116,6 +140,13 @@ contract Router is IRouter {
     );
     /// @notice A fulfilment was not delivered; `reason` is one of the SKIP_* constants.
     event FulfillmentSkipped(bytes32 indexed requestId, uint8 reason);
+    /// @notice The registry set (expiry > 0) or removed (expiry = 0) `signer`'s authorization for each of
+    ///         `jobIds` under `measurement`.
+    event AuthorizationsSet(
+        address indexed signer, bytes32 indexed measurement, bytes32[] jobIds, uint64 expiry, bool simulated
+    );
+    /// @notice The registry allowed or forbade signers registered from simulated attestations.
+    event SimulatedAttestationsAllowedSet(bool allowed);
     /// @notice An expired request was cancelled and its fee refunded to the requester.
     event Cancelled(bytes32 indexed requestId, address indexed requester, uint96 fee);
 
@@ -193,6 +224,150 @@ contract Router is IRouter {
         return true;
     }
 
+    /// @notice Deliver one signed result given as a packed item: {fulfill}'s checks and effects for about
+    ///         10,000 gas less. The cheap path for relayers delivering a single result.
+    /// @dev The calldata after the selector is not ABI-encoded: measurement (32) | r (32) | vs (32) | item,
+    ///      where item is one item of {fulfillBatchSigned}'s packed format with flags 0 (docs/protocol.md,
+    ///      section 7.2): flags (1) | requestId (32) | requester (20) | jobId (32) | inputHash (32) |
+    ///      callbackGasLimit (4) | fee (12) | expiry (8) | status (1) | result length (2) | result, and nothing
+    ///      after the result. (r, vs) is the item's own EIP-712 `Fulfillment` signature in compact (EIP-2098)
+    ///      form, the one {fulfill} takes. Like {fulfill}, a request that is no longer pending is a no-op with
+    ///      {FulfillmentSkipped}; every other defect reverts ({MalformedItem}, {CommitmentMismatch},
+    ///      {RequestExpired}, {InvalidSignature}, {UnauthorizedSigner}, {InsufficientGasForCallback}).
+    /// @return delivered True when the result was accepted (whatever the callback did).
+    function fulfillPacked() external returns (bool delivered) {
+        bytes32 separator = domainSeparator();
+        bytes32 typeHash = FULFILLMENT_TYPEHASH;
+        bytes32 fulfilledTopic = Fulfilled.selector;
+        bytes4 callbackSelector = ITeeBridgeConsumer.handleFulfillment.selector;
+        bytes32 requestId;
+        uint256 word;
+        address signer;
+        uint256 failure;
+        // One pass, in {fulfill}'s order: the item's form, pending, commitment, expiry, signature, authorization;
+        // then the effects. Every way out but success `break`s with `failure` set, for the code below.
+        assembly ("memory-safe") {
+            for {} 1 {} {
+                // The item: flags 0 and exactly its result after the head (this also rules out a short call).
+                word := shr(40, calldataload(add(_PACKED_CALL_ITEM, 117))) // gas | fee | expiry | status | length
+                requestId := calldataload(add(_PACKED_CALL_ITEM, 1))
+                failure := _MALFORMED
+                if or(
+                    byte(0, calldataload(_PACKED_CALL_ITEM)),
+                    iszero(eq(calldatasize(), add(add(_PACKED_CALL_ITEM, _PACKED_ITEM_HEAD), and(word, 0xffff))))
+                ) { break }
+                // The commitment: keccak256 of the Request struct's seven words (as {_commitment}).
+                let m := mload(0x40) // scratch above the free memory pointer, never allocated
+                mstore(m, requestId)
+                mstore(add(m, 0x20), shr(96, calldataload(add(_PACKED_CALL_ITEM, 33)))) // requester
+                mstore(add(m, 0x40), calldataload(add(_PACKED_CALL_ITEM, 53))) // jobId
+                mstore(add(m, 0x60), calldataload(add(_PACKED_CALL_ITEM, 85))) // inputHash
+                mstore(add(m, 0x80), shr(184, word)) // callbackGasLimit
+                mstore(add(m, 0xa0), and(shr(88, word), 0xffffffffffffffffffffffff)) // fee
+                mstore(add(m, 0xc0), and(shr(24, word), 0xffffffffffffffff)) // expiry
+                let commitment := keccak256(m, 0xe0)
+                mstore(0x00, requestId)
+                mstore(0x20, commitments.slot)
+                let slot := keccak256(0x00, 0x40)
+                {
+                    let stored := sload(slot)
+                    failure := SKIP_NOT_PENDING
+                    if iszero(stored) { break }
+                    failure := SKIP_COMMITMENT_MISMATCH
+                    if iszero(eq(stored, commitment)) { break }
+                }
+                failure := SKIP_EXPIRED
+                if gt(timestamp(), mload(add(m, 0xc0))) { break }
+                // The digest of Fulfillment(requestId, commitment, status, keccak256(result), measurement).
+                calldatacopy(m, add(_PACKED_CALL_ITEM, _PACKED_ITEM_HEAD), and(word, 0xffff))
+                mstore(add(m, 0x80), keccak256(m, and(word, 0xffff)))
+                mstore(m, typeHash)
+                mstore(add(m, 0x20), requestId)
+                mstore(add(m, 0x40), commitment)
+                mstore(add(m, 0x60), and(shr(16, word), 0xff)) // status
+                mstore(add(m, 0xa0), calldataload(0x04)) // measurement
+                commitment := keccak256(m, 0xc0) // (now the struct hash)
+                mstore(m, shl(240, 0x1901))
+                mstore(add(m, 0x02), separator)
+                mstore(add(m, 0x22), commitment)
+                mstore(m, keccak256(m, 0x42))
+                // ecrecover of the compact signature, refusing malleable (high s) ones (as {_recover}).
+                failure := SKIP_BAD_SIGNATURE
+                {
+                    let vs := calldataload(0x44)
+                    let sValue := and(vs, 0x7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff)
+                    if gt(sValue, _HALF_CURVE_ORDER) { break }
+                    mstore(add(m, 0x20), add(shr(255, vs), 27))
+                    mstore(add(m, 0x40), calldataload(0x24))
+                    mstore(add(m, 0x60), sValue)
+                }
+                if iszero(staticcall(gas(), 0x01, m, 0x80, 0x00, 0x20)) { break }
+                if iszero(eq(returndatasize(), 0x20)) { break }
+                signer := mload(0x00)
+                // The authorization record (as {isAuthorized}).
+                failure := SKIP_UNAUTHORIZED_SIGNER
+                mstore(m, signer)
+                mstore(add(m, 0x20), calldataload(add(_PACKED_CALL_ITEM, 53))) // jobId
+                mstore(add(m, 0x40), calldataload(0x04)) // measurement
+                mstore(0x00, keccak256(m, 0x60))
+                mstore(0x20, _authorizations.slot)
+                {
+                    let record := sload(keccak256(0x00, 0x40))
+                    if iszero(gt(and(record, 0xffffffffffffffff), timestamp())) { break }
+                    // A simulated signer also needs the flag: one more slot, on local chains only.
+                    if and(record, _SIMULATED_BIT) {
+                        let flags := sload(simulatedAttestationsAllowed.slot)
+                        if iszero(and(shr(mul(8, simulatedAttestationsAllowed.offset), flags), 0xff)) { break }
+                    }
+                }
+                // Effects, then the callback with exactly the requested gas (as {_deliver}).
+                sstore(slot, 0)
+                mstore(add(m, 0x20), 0) // callbackSucceeded
+                mstore(add(m, 0x40), 0) // callbackGasUsed
+                {
+                    let target := shr(96, calldataload(add(_PACKED_CALL_ITEM, 33)))
+                    if extcodesize(target) {
+                        // abi.encodeCall(ITeeBridgeConsumer.handleFulfillment, (requestId, status, result))
+                        let data := add(m, 0x60)
+                        let size := add(0x84, and(add(and(word, 0xffff), 31), not(31)))
+                        mstore(add(data, sub(size, 0x20)), 0) // the last word's padding
+                        mstore(data, callbackSelector)
+                        mstore(add(data, 0x04), requestId)
+                        mstore(add(data, 0x24), and(shr(16, word), 0xff))
+                        mstore(add(data, 0x44), 0x60)
+                        mstore(add(data, 0x64), and(word, 0xffff))
+                        calldatacopy(add(data, 0x84), add(_PACKED_CALL_ITEM, _PACKED_ITEM_HEAD), and(word, 0xffff))
+                        // Checked just before the CALL (as {_callWithExactGas}).
+                        failure := _STARVED
+                        let available := sub(gas(), _GAS_FOR_CALL_EXACT_CHECK)
+                        if lt(gas(), _GAS_FOR_CALL_EXACT_CHECK) { break }
+                        if iszero(gt(sub(available, div(available, 64)), shr(184, word))) { break }
+                        available := gas()
+                        mstore(add(m, 0x20), call(shr(184, word), target, 0, data, size, 0, 0))
+                        mstore(add(m, 0x40), sub(available, gas()))
+                    }
+                }
+                mstore(m, and(shr(16, word), 0xff)) // status
+                log3(m, 0x60, fulfilledTopic, requestId, signer)
+                // The fee to the submitter (as {_pay}).
+                {
+                    let fee := and(shr(88, word), 0xffffffffffffffffffffffff)
+                    if fee {
+                        failure := _PAYMENT_FAILED
+                        if iszero(call(gas(), caller(), fee, 0, 0, 0, 0)) { break }
+                    }
+                }
+                mstore(0x00, 1)
+                return(0x00, 0x20)
+            }
+        }
+        if (failure == SKIP_NOT_PENDING) {
+            emit FulfillmentSkipped(requestId, SKIP_NOT_PENDING);
+            return false;
+        }
+        _revertPackedCall(failure, requestId, word, signer);
+    }
+
     /// @notice Deliver many signed results in one transaction, each on its own.
     /// @dev An item that fails a check emits {FulfillmentSkipped} with the reason and the rest go on.
     ///      The fees of the delivered items are paid to the submitter in one transfer.
@@ -244,6 +419,39 @@ contract Router is IRouter {
         bytes32 starved = _starved(frame);
         if (starved != 0) revert InsufficientGasForCallback(starved);
         _pay(msg.sender, fees);
+    }
+
+    // ------------------------------------------------------------------ authorizations
+
+    /// @inheritdoc IRouterAuthorizations
+    /// @dev The registry calls it on every registration, renewal, revocation, approval and withdrawal.
+    function setAuthorizations(
+        address signer,
+        bytes32 measurement,
+        bytes32[] calldata jobIds,
+        uint64 expiry,
+        bool simulated
+    ) external {
+        if (msg.sender != address(registry)) revert NotRegistry();
+        uint256 record = expiry == 0 ? 0 : uint256(expiry) | (simulated ? _SIMULATED_BIT : 0);
+        for (uint256 i; i < jobIds.length; ++i) {
+            _authorizations[_authorizationKey(signer, jobIds[i], measurement)] = record;
+        }
+        emit AuthorizationsSet(signer, measurement, jobIds, expiry, simulated);
+    }
+
+    /// @inheritdoc IRouterAuthorizations
+    function setSimulatedAttestationsAllowed(bool allowed) external {
+        if (msg.sender != address(registry)) revert NotRegistry();
+        simulatedAttestationsAllowed = allowed;
+        emit SimulatedAttestationsAllowedSet(allowed);
+    }
+
+    /// @inheritdoc IRouterAuthorizations
+    function isAuthorized(address signer, bytes32 jobId, bytes32 measurement) public view returns (bool) {
+        uint256 record = _authorizations[_authorizationKey(signer, jobId, measurement)];
+        if (uint64(record) <= block.timestamp) return false;
+        return record & _SIMULATED_BIT == 0 || simulatedAttestationsAllowed;
     }
 
     // ------------------------------------------------------------------ views
@@ -315,7 +523,7 @@ contract Router is IRouter {
         bytes32 digest = fulfillmentDigest(req.requestId, commitment, f.status, keccak256(f.result), f.measurement);
         signer = _recover(digest, f.r, f.vs);
         if (signer == address(0)) return (SKIP_BAD_SIGNATURE, address(0));
-        if (!registry.isAuthorized(signer, req.jobId, f.measurement)) return (SKIP_UNAUTHORIZED_SIGNER, signer);
+        if (!isAuthorized(signer, req.jobId, f.measurement)) return (SKIP_UNAUTHORIZED_SIGNER, signer);
         return (0, signer);
     }
 
@@ -360,8 +568,8 @@ contract Router is IRouter {
     }
 
     /// @dev The checks and deliveries of {fulfillBatchSigned} once its signature is known good: for each item,
-    ///      the checks of {_checkPending} (against the commitment {_batchDigest} already computed), the registry
-    ///      (asked once per run of items with the same job), then the effects and the callback of {_deliver}.
+    ///      the checks of {_checkPending} (against the commitment {_batchDigest} already computed), the
+    ///      authorization record (read once per run of items with the same job), then the effects and the callback of {_deliver}.
     ///      Written in assembly because it runs once per item: no memory is allocated in the loop and the
     ///      packed fields are read straight from calldata. `items` was validated by {_batchDigest}; `frame` is
     ///      {_deliveryFrame}'s.
@@ -400,15 +608,19 @@ contract Router is IRouter {
                             if iszero(gt(timestamp(), and(shr(64, word), 0xffffffffffffffff))) {
                                 let jobId := mload(add(frame, 0x1e0))
                                 if or(iszero(mload(add(frame, 0x100))), iszero(eq(jobId, mload(add(frame, 0xe0))))) {
-                                    // The first job, or a new one: ask the registry.
+                                    // The first job, or a new one: read its authorization record (as
+                                    // {isAuthorized}), keyed by the signer, job and measurement words at 0x124.
                                     mstore(add(frame, 0xe0), jobId)
                                     mstore(add(frame, 0x144), jobId)
-                                    let registryAddress := mload(add(frame, 0xc0))
-                                    if iszero(staticcall(gas(), registryAddress, add(frame, 0x120), 0x64, 0x00, 0x20)) {
-                                        returndatacopy(frame, 0, returndatasize())
-                                        revert(frame, returndatasize())
+                                    mstore(0x00, keccak256(add(frame, 0x124), 0x60))
+                                    mstore(0x20, _authorizations.slot)
+                                    let record := sload(keccak256(0x00, 0x40))
+                                    let authorized := gt(and(record, 0xffffffffffffffff), timestamp())
+                                    if and(authorized, shr(64, record)) {
+                                        // A simulated signer also needs the flag: one more slot, local chains only.
+                                        let flags := sload(simulatedAttestationsAllowed.slot)
+                                        authorized := and(shr(mul(8, simulatedAttestationsAllowed.offset), flags), 0xff)
                                     }
-                                    let authorized := and(gt(returndatasize(), 0x1f), eq(mload(0x00), 1))
                                     mstore(add(frame, 0x100), add(1, mul(SKIP_UNAUTHORIZED_SIGNER, iszero(authorized))))
                                 }
                                 skip := sub(mload(add(frame, 0x100)), 1)
@@ -461,26 +673,21 @@ contract Router is IRouter {
 
     /// @dev Writes the memory frame {_deliverPackedItems} reuses for every item, above the free memory pointer
     ///      (never allocated): 0x00 event data (status, callbackSucceeded, callbackGasUsed) | 0x60 Fulfilled's
-    ///      topic | 0x80 FulfillmentSkipped's topic | 0xa0 signer | 0xc0 registry | 0xe0 the job of the last
-    ///      registry answer | 0x100 that answer: 0 not asked yet, else 1 + the skip reason it gives (0 or
-    ///      SKIP_UNAUTHORIZED_SIGNER) |
-    ///      0x120 isAuthorized(signer, jobId, measurement) calldata (0x64 bytes) | 0x1a0 a request whose callback
+    ///      topic | 0x80 FulfillmentSkipped's topic | 0xa0 signer | 0xe0 the job of the last authorization
+    ///      record read | 0x100 its answer: 0 not read yet, else 1 + the skip reason it gives (0 or
+    ///      SKIP_UNAUTHORIZED_SIGNER) | 0x124 the record's key words: signer, jobId, measurement | 0x1a0 a request whose callback
     ///      the transaction cannot give its gas to (0: none) | 0x1c0 the current item's requester | 0x1e0 its
     ///      jobId (both kept for the next item's SAME_* flags) | 0x200 handleFulfillment calldata.
-    function _deliveryFrame(address signer, bytes32 measurement) private view returns (uint256 frame) {
-        address registryAddress = address(registry);
+    function _deliveryFrame(address signer, bytes32 measurement) private pure returns (uint256 frame) {
         bytes32 fulfilledTopic = Fulfilled.selector;
         bytes32 skippedTopic = FulfillmentSkipped.selector;
-        bytes4 isAuthorizedSelector = IEnclaveRegistry.isAuthorized.selector;
         bytes4 callbackSelector = ITeeBridgeConsumer.handleFulfillment.selector;
         assembly ("memory-safe") {
             frame := mload(0x40)
             mstore(add(frame, 0x60), fulfilledTopic)
             mstore(add(frame, 0x80), skippedTopic)
             mstore(add(frame, 0xa0), signer)
-            mstore(add(frame, 0xc0), registryAddress)
             mstore(add(frame, 0x100), 0)
-            mstore(add(frame, 0x120), isAuthorizedSelector)
             mstore(add(frame, 0x124), signer)
             mstore(add(frame, 0x164), measurement)
             mstore(add(frame, 0x1a0), 0)
@@ -610,6 +817,28 @@ contract Router is IRouter {
             structHash := keccak256(0x00, 0x40)
         }
         digest = keccak256(abi.encodePacked("\x19\x01", domainSeparator(), structHash));
+    }
+
+    /// @dev The key of an authorization record: keccak256(abi.encode(signer, jobId, measurement)).
+    function _authorizationKey(address signer, bytes32 jobId, bytes32 measurement) private pure returns (bytes32 key) {
+        assembly ("memory-safe") {
+            let m := mload(0x40)
+            mstore(m, signer)
+            mstore(add(m, 0x20), jobId)
+            mstore(add(m, 0x40), measurement)
+            key := keccak256(m, 0x60)
+        }
+    }
+
+    /// @dev Reverts with the error {fulfill} would give for {fulfillPacked}'s `failure`.
+    function _revertPackedCall(uint256 failure, bytes32 requestId, uint256 word, address signer) private view {
+        if (failure == SKIP_COMMITMENT_MISMATCH) revert CommitmentMismatch(requestId);
+        if (failure == SKIP_EXPIRED) revert RequestExpired(requestId, uint64(word >> 24));
+        if (failure == SKIP_BAD_SIGNATURE) revert InvalidSignature(requestId);
+        if (failure == SKIP_UNAUTHORIZED_SIGNER) revert UnauthorizedSigner(requestId, signer);
+        if (failure == _STARVED) revert InsufficientGasForCallback(requestId);
+        if (failure == _PAYMENT_FAILED) revert PaymentFailed(msg.sender, uint96(word >> 88));
+        revert MalformedItem();
     }
 
     function _commitment(Request memory req) private pure returns (bytes32 commitment) {
