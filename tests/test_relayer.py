@@ -251,6 +251,25 @@ def test_several_ready_results_go_out_under_one_enclave_signature(local: LocalSt
     relayer.close()
 
 
+def test_a_single_result_goes_out_with_fulfill_packed(local: LocalStack, tmp_path: Path) -> None:
+    from teebridge.client import _result_from_calldata
+
+    (request_id,) = ids = [request_echo(local, b"alone")]
+    relayer = relayer_for(local, tmp_path / "r.sqlite")
+    _tick_until_delivered(relayer, ids)
+    assert _fulfilment_functions(local, ids) == {"fulfillPacked": 1}
+    client = ChainClient(local.anvil.rpc_url, RELAYER_KEY)
+    router = client.contract("Router", local.deployment.router)
+    (log,) = [
+        e
+        for e in router.events.Fulfilled().get_logs(from_block=local.deployment.deploy_block)
+        if e["args"]["requestId"] == request_id
+    ]
+    calldata = bytes(client.w3.eth.get_transaction(log["transactionHash"])["input"])
+    assert _result_from_calldata(router, calldata, request_id).endswith(b"alone")  # the SDK reads it too
+    relayer.close()
+
+
 def test_a_bad_batch_signature_falls_back_to_per_item_signatures(local: LocalStack, tmp_path: Path) -> None:
     ids = [request_echo(local, b"fallback %d" % i) for i in range(3)]
     relayer = relayer_for(local, tmp_path / "r.sqlite")
