@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import subprocess
+from pathlib import Path
 from typing import Any
 
 from teebridge.tools import REPO_ROOT
@@ -40,15 +41,17 @@ class SchemaError(ValueError):
     """A summary document does not have the agreed shape."""
 
 
-def git_commit() -> str:
-    """The checked-out commit (with ``-dirty`` if the work tree has changes), or ``unknown``."""
+def git_commit(root: Path = REPO_ROOT) -> str:
+    """The checked-out commit (with ``-dirty`` if tracked files outside ``bench/results/`` have changes), or
+    ``unknown``. The results directory does not count: ``make bench`` writes one summary after another, and an
+    earlier step's figures do not change the code a later step measures."""
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO_ROOT,
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)bench/results"],
+            cwd=root,
             capture_output=True,
             text=True,
             check=True,

@@ -98,3 +98,26 @@ def test_committed_summaries_have_the_shape() -> None:
         path = RESULTS_DIR / name
         if path.exists():
             check(json.loads(path.read_text()))
+
+
+def test_the_commit_is_dirty_for_code_changes_but_not_for_earlier_results(tmp_path) -> None:
+    """``make bench`` writes gas.json before it measures throughput: that must not mark e2e.json ``-dirty``."""
+    import subprocess
+
+    from bench.schema import git_commit
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True)
+
+    (tmp_path / "bench" / "results").mkdir(parents=True)
+    (tmp_path / "bench" / "results" / "gas.json").write_text("{}")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-q", "-m", "first")
+    head = git_commit(tmp_path)
+    assert len(head) == 40 and not head.endswith("-dirty")
+    (tmp_path / "bench" / "results" / "gas.json").write_text('{"teebridge": {}}')
+    assert git_commit(tmp_path) == head
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_commit(tmp_path) == head + "-dirty"
