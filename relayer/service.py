@@ -26,6 +26,7 @@ from relayer.coprocessor_pool import CoprocessorPool, NoLiveSignerError
 from relayer.discovery import DiscoveryReport, RegistryDiscovery
 from relayer.health import HealthServer
 from relayer.metrics import RelayerMetrics
+from relayer.process_identity import ProcessIdentity, holder_is_gone
 from relayer.revert_reasons import describe_revert
 from relayer.rpc import FailoverProvider, split_urls
 from relayer.schedule import run_every
@@ -220,6 +221,12 @@ class Relayer:
         self._next_probe = 0.0
         self._health_server: HealthServer | None = None
         self.store = open_store(config.db_path, owner=self.chain.address, lease_seconds=config.lease_seconds)
+        self.identity = ProcessIdentity.current()
+        """This process, as it holds its accounts' leases (one account, one relayer process)."""
+        self._holds_lock = threading.Lock()
+        self._holds_checked = -math.inf
+        self._held_elsewhere: dict[str, str] = {}
+        self._held_elsewhere_logged: dict[str, str] = {}
         self.store.observer = self._observe
         self.store.bind(self.chain_id, self.router.address)
         self.confirmations = (
@@ -275,6 +282,11 @@ class Relayer:
         if self._execute_pool is not None:
             self._execute_pool.shutdown(wait=True)
         self.coprocessor.close()
+        for account in self.accounts:
+            try:
+                self.store.let_go(_account_lease(account.address), str(self.identity))
+            except Exception as exc:  # closing must go on; the lease runs out by itself
+                log.warning("could not release the lease on account %s: %s", account.address, exc)
         self.store.close()
 
     def serve_health(self, port: int | None = None) -> HealthServer:
@@ -315,6 +327,8 @@ class Relayer:
     def _run_stages(self, stages: dict[str, Callable[[TickReport], None]], loop: str) -> TickReport:
         """Run ``stages`` in order as one pass of ``loop``; record its errors and success for /health."""
         report = TickReport()
+        if not self._hold_accounts(report):
+            stages = {}  # another process signs with our accounts: do nothing rather than reuse its nonces
         for name, stage in stages.items():
             started = time.monotonic()
             try:
@@ -343,6 +357,37 @@ class Relayer:
         if not report.errors:
             self.metrics.last_success.set(now)
         return report
+
+    def _hold_accounts(self, report: TickReport) -> bool:
+        """Take or renew this process's lease on each of its accounts (every quarter of a lease); False, with an
+        error in ``report``, while another live relayer process holds one of them."""
+        with self._holds_lock:
+            now = time.monotonic()
+            if now - self._holds_checked >= self.config.lease_seconds / 4:
+                elsewhere = {}
+                for account in self.accounts:
+                    holder = self.store.hold(_account_lease(account.address), str(self.identity), holder_is_gone)
+                    if holder is not None:
+                        elsewhere[account.address] = holder
+                self._held_elsewhere, self._holds_checked = elsewhere, now
+                if elsewhere != self._held_elsewhere_logged:
+                    for address, holder in elsewhere.items():
+                        log.error(
+                            "account %s is in use by another relayer process (%s): this relayer does nothing "
+                            "until that one stops. Give each relayer process its own accounts (--key/--keys); "
+                            "a stopped one's lease runs out within %.0fs",
+                            address,
+                            holder,
+                            self.config.lease_seconds,
+                        )
+                    if not elsewhere and self._held_elsewhere_logged:
+                        log.info("this relayer now holds all its accounts; resuming")
+                    self._held_elsewhere_logged = dict(elsewhere)
+            elsewhere = dict(self._held_elsewhere)
+        if elsewhere:
+            held = ", ".join(f"{a} by {h}" for a, h in elsewhere.items())
+            report.errors.append(f"accounts: in use by another relayer process ({held})")
+        return not elsewhere
 
     def _renew_leases(self, report: TickReport) -> None:
         # Every quarter of the lease is plenty (the claims themselves extend what they take); renewing on every
@@ -713,6 +758,9 @@ class Relayer:
             problems.append(f"no successful pass for {age:.0f}s")
         if up is False:
             problems.append("coprocessor unreachable")
+        elsewhere = self._held_elsewhere
+        if elsewhere:
+            problems.append(f"accounts in use by another relayer process: {', '.join(sorted(elsewhere))}")
         members = self.coprocessor.status()
         if members and not any(m["excluded"] is None for m in members):
             problems.append("no coprocessor holds a key the registry accepts (see excluded_signers)")
@@ -833,3 +881,8 @@ class Relayer:
             return  # idle: nothing worth a line
         detail = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in spent.items() if seconds >= 0.05)
         log.info("%s loop: %d passes in %.0fs, %d requests moved; %s", loop, passes, elapsed, done, detail)
+
+
+def _account_lease(address: str) -> str:
+    """The name of the lease that keeps ``address`` to one relayer process."""
+    return f"account:{address.lower()}"

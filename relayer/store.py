@@ -722,6 +722,30 @@ class SqlStore:
             )
             return cur.rowcount > 0
 
+    def hold(self, name: str, holder: str, holder_is_gone: Callable[[str], bool] = lambda _: False) -> str | None:
+        """Take or extend the named lease ``name`` for ``holder`` (any string: not this store's owner) for
+        ``lease_seconds``, when it is free, expired, already ``holder``'s, or its holder is known gone
+        (``holder_is_gone``). Returns None when ``holder`` holds it now, else the other, live holder."""
+        now = time.time()
+        until = now + self.lease_seconds
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO leases (name, owner, lease_until) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING",
+                (name, holder, until),
+            )
+            (row,) = list(db.execute(f"SELECT owner, lease_until FROM leases WHERE name = ?{self.row_lock}", (name,)))
+            current = row["owner"]
+            if current != holder and row["lease_until"] >= now and not holder_is_gone(current):
+                return current
+            db.execute("UPDATE leases SET owner = ?, lease_until = ? WHERE name = ?", (holder, until, name))
+        return None
+
+    def let_go(self, name: str, holder: str) -> None:
+        """Give up the named lease ``name`` if ``holder`` holds it (a clean shutdown: the next holder need not
+        wait for it to run out)."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM leases WHERE name = ? AND owner = ?", (name, holder))
+
     def leader(self, name: str = LEADER_LEASE) -> str | None:
         """The owner holding the named lease now, or None."""
         rows = self._query("SELECT owner FROM leases WHERE name = ? AND lease_until >= ?", (name, time.time()))

@@ -215,3 +215,34 @@ def test_dead_relayers_leases_are_taken_over(local: LocalStack, postgres: PgClus
     finally:
         for child in (crashing, *others):
             child.stop()
+
+
+def test_two_relayer_processes_on_one_account_never_both_submit(local: LocalStack, postgres: PgCluster) -> None:
+    """Started twice with the same key on one state, only one relayer process works (the other logs why and
+    waits: nonces are per account); when that one is killed, the other takes over at once (same host)."""
+    url = postgres.database("same_account")
+    keys = funded_keys(local, 1)
+    stream = Stream(local, 60)
+    twins = [start_relayers(local, url, keys, stream.start_block, first=i)[0] for i in range(2)]
+    try:
+        for child in twins:
+            child.wait_for_line(RELAYER_READY, after=child.log_offset)
+        stream.start()
+        stream.join()
+        stream.wait_all_fulfilled(timeout=45)
+        check_exactly_once(stream, url, 60, addresses(keys))
+        refused = "is in use by another relayer process"
+        waiting = [c for c in twins if refused in c.log_path.read_text()[c.log_offset :]]
+        assert len(waiting) == 1, "exactly one of the two stood aside"
+        (holder,) = [c for c in twins if c is not waiting[0]]
+        holder.kill()
+        more = Stream(local, 20)
+        more.start()
+        more.join()
+        more.wait_all_fulfilled(timeout=30)
+        assert max(more.fulfilled().values()) == 1 and more.skipped() == []
+        assert waiting[0].alive()
+        assert "now holds all its accounts; resuming" in waiting[0].log_path.read_text()
+    finally:
+        for child in twins:
+            child.stop()

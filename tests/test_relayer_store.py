@@ -217,6 +217,24 @@ def test_one_leader_at_a_time(opener: Opener) -> None:
     assert a.get(req(0).request_id) is None and a.cursor() is None
 
 
+def test_a_named_hold_keeps_to_one_holder_until_it_lets_go_runs_out_or_is_gone(opener: Opener) -> None:
+    """The lease that keeps an account to one relayer process (relayer.process_identity)."""
+    a, b = opener(A, lease_seconds=0.3), opener(B, lease_seconds=0.3)
+    assert a.hold("account:x", "host/1/aa") is None
+    assert a.hold("account:x", "host/1/aa") is None, "renewed by its holder"
+    assert b.hold("account:x", "host/2/bb") == "host/1/aa", "refused while the holder lives"
+    assert b.hold("account:y", "host/2/bb") is None, "another name is another lease"
+    assert b.hold("account:x", "host/2/bb", holder_is_gone=lambda h: h == "host/1/aa") is None, "a gone holder"
+    assert a.hold("account:x", "host/1/aa") == "host/2/bb"
+    b.let_go("account:x", "host/1/aa")  # not the holder: nothing changes
+    assert a.hold("account:x", "host/1/aa") == "host/2/bb"
+    b.let_go("account:x", "host/2/bb")
+    assert a.hold("account:x", "host/1/aa") is None, "free once let go"
+    time.sleep(0.4)
+    assert b.hold("account:x", "host/2/bb") is None, "taken once it ran out"
+    assert a.try_lead() and a.leader() == A.lower(), "the leader lease is another row"
+
+
 def test_final_states_and_conditional_expiry(opener: Opener) -> None:
     store = opener()
     scan(store, 2)
