@@ -7,14 +7,17 @@ never from an unauthenticated endpoint.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from web3.contract import Contract
 from web3.logs import DISCARD
 
 from relayer.chain import ChainClient
 from verifier.envelope import Binding, EnvelopeError, ResultKey, encrypt, parse_input, plain
-from verifier.protocol import Status, unpack_items
+from verifier.protocol import Domain, Request, Status, batch_digest, fulfillment_for, unpack_items
+from verifier.signing import SignatureError, from_compact, recover_signer
 from verifier.suites import DEFAULT_SUITE, Suite, parse_key_bundle
 
 
@@ -149,7 +152,8 @@ def wait_for_answer(
         if logs:
             event = logs[0]
             tx = w3.eth.get_transaction(event["transactionHash"])
-            result = _result_from_calldata(router, tx["input"], request_id)
+            domain = Domain(w3.eth.chain_id, router.address)
+            result = _result_from_transaction(router, tx, request_id, event["args"]["signer"], domain)
             block = w3.eth.get_block(event["blockNumber"])
             return Answer(
                 request_id=request_id,
@@ -177,23 +181,75 @@ def is_sealed(envelope: bytes) -> bool:
         return False  # malformed inputs are sent as they are (and answered with a signed INVALID_INPUT)
 
 
-def _result_from_calldata(router: Contract, calldata: bytes, request_id: bytes) -> bytes:
-    calldata = bytes(calldata)
+class UnreadableResultError(ValueError):
+    """The fulfilment happened, but its result cannot be read back from the transaction that made it."""
+
+
+def _result_from_transaction(
+    router: Contract, tx: Mapping[str, Any], request_id: bytes, signer: str, domain: Domain
+) -> bytes:
+    """The result the Router delivered for ``request_id`` in ``tx``, read from its calldata, and only from an item
+    whose signature recovers to ``signer`` (the ``Fulfilled`` event's): a relayer cannot show the SDK another
+    result than the consumer got, neither by calling the Router through a contract of its own nor by adding an
+    unsigned copy of the request to a batch."""
+    hint = "read the answer from your consumer contract instead"
+    if (tx.get("to") or "").lower() != router.address.lower():
+        raise UnreadableResultError(
+            f"request 0x{request_id.hex()} was fulfilled through {tx.get('to')}, not a call to the Router: {hint}"
+        )
+    for candidate, recovered in _signed_items(router, bytes(tx["input"]), request_id, domain):
+        if recovered is not None and recovered.lower() == signer.lower():
+            return candidate
+    raise UnreadableResultError(
+        f"the fulfilment of request 0x{request_id.hex()} carries no item signed by {signer}: {hint}"
+    )
+
+
+def _signed_items(
+    router: Contract, calldata: bytes, request_id: bytes, domain: Domain
+) -> Iterator[tuple[bytes, str | None]]:
+    """Each item of ``calldata`` (any fulfil call) answering ``request_id``: its result and the address its
+    signature (the item's own, or the batch's) recovers to, None when it does not recover."""
     if calldata[:4] == bytes.fromhex(router.get_function_by_name("fulfillPacked")().selector[2:]):
         # not ABI-encoded: selector | measurement | r | vs | one packed item (docs/protocol.md, section 7.2)
-        for packed in unpack_items(calldata[4 + 96 :]):
+        measurement, r, vs = calldata[4:36], calldata[36:68], calldata[68:100]
+        for packed in unpack_items(calldata[100:]):
             if packed.request.request_id == request_id:
-                return packed.result
-        raise ValueError("fulfilment transaction does not carry this request")
+                digest = fulfillment_for(packed.request, packed.status, packed.result, measurement).digest(domain)
+                yield packed.result, _recovered(digest, r, vs)
+        return
     func, args = router.decode_function_input(calldata)
     if func.fn_name == "fulfillBatchSigned":
-        for packed in unpack_items(bytes(args["items"])):
+        items = unpack_items(bytes(args["items"]))
+        measurement = bytes(args["measurement"])
+        fulfillments = [fulfillment_for(p.request, p.status, p.result, measurement) for p in items]
+        recovered = _recovered(batch_digest(fulfillments, domain), bytes(args["r"]), bytes(args["vs"]))
+        for packed in items:
             if packed.request.request_id == request_id:
-                return packed.result
-        raise ValueError("fulfilment transaction does not carry this request")
-    items = [args["f"]] if func.fn_name == "fulfill" else list(args["items"])
-    for item in items:
+                yield packed.result, recovered
+        return
+    structs = [args["f"]] if func.fn_name == "fulfill" else list(args["items"])
+    for item in structs:
         # web3 decodes structs as dicts keyed by field name
-        if bytes(item["request"]["requestId"]) == request_id:
-            return bytes(item["result"])
-    raise ValueError("fulfilment transaction does not carry this request")
+        fields = item["request"]
+        if bytes(fields["requestId"]) != request_id:
+            continue
+        request = Request(
+            bytes(fields["requestId"]),
+            fields["requester"],
+            bytes(fields["jobId"]),
+            bytes(fields["inputHash"]),
+            fields["callbackGasLimit"],
+            fields["fee"],
+            fields["expiry"],
+        )
+        result = bytes(item["result"])
+        digest = fulfillment_for(request, item["status"], result, bytes(item["measurement"])).digest(domain)
+        yield result, _recovered(digest, bytes(item["r"]), bytes(item["vs"]))
+
+
+def _recovered(digest: bytes, r: bytes, vs: bytes) -> str | None:
+    try:
+        return recover_signer(digest, from_compact(r, vs))
+    except SignatureError:
+        return None

@@ -231,7 +231,7 @@ def _fulfilment_functions(stack: LocalStack, request_ids: list[bytes]) -> dict[s
 
 
 def test_several_ready_results_go_out_under_one_enclave_signature(local: LocalStack, tmp_path: Path) -> None:
-    from teebridge.client import _result_from_calldata
+    from teebridge.client import _result_from_transaction
 
     ids = [request_echo(local, b"batch %d" % i) for i in range(4)]
     relayer = relayer_for(local, tmp_path / "r.sqlite")
@@ -246,13 +246,14 @@ def test_several_ready_results_go_out_under_one_enclave_signature(local: LocalSt
         for e in router.events.Fulfilled().get_logs(from_block=local.deployment.deploy_block)
         if e["args"]["requestId"] == ids[2]
     ]
-    calldata = bytes(client.w3.eth.get_transaction(log["transactionHash"])["input"])
-    assert _result_from_calldata(router, calldata, ids[2]).endswith(b"batch 2")
+    tx = client.w3.eth.get_transaction(log["transactionHash"])
+    domain = Domain(client.chain_id, router.address)
+    assert _result_from_transaction(router, tx, ids[2], log["args"]["signer"], domain).endswith(b"batch 2")
     relayer.close()
 
 
 def test_a_single_result_goes_out_with_fulfill_packed(local: LocalStack, tmp_path: Path) -> None:
-    from teebridge.client import _result_from_calldata
+    from teebridge.client import _result_from_transaction
 
     (request_id,) = ids = [request_echo(local, b"alone")]
     relayer = relayer_for(local, tmp_path / "r.sqlite")
@@ -265,8 +266,9 @@ def test_a_single_result_goes_out_with_fulfill_packed(local: LocalStack, tmp_pat
         for e in router.events.Fulfilled().get_logs(from_block=local.deployment.deploy_block)
         if e["args"]["requestId"] == request_id
     ]
-    calldata = bytes(client.w3.eth.get_transaction(log["transactionHash"])["input"])
-    assert _result_from_calldata(router, calldata, request_id).endswith(b"alone")  # the SDK reads it too
+    tx = client.w3.eth.get_transaction(log["transactionHash"])
+    domain = Domain(client.chain_id, router.address)
+    assert _result_from_transaction(router, tx, request_id, log["args"]["signer"], domain).endswith(b"alone")
     relayer.close()
 
 

@@ -55,6 +55,14 @@ def recover_signer(digest: bytes, signature: bytes) -> str:
     return address_of_public_key(public_key)
 
 
+def from_compact(r: bytes, vs: bytes) -> bytes:
+    """The 65-byte ``r | s | v`` signature of an EIP-2098 compact ``(r, vs)`` (the inverse of :func:`to_compact`)."""
+    if len(r) != 32 or len(vs) != 32:
+        raise SignatureError("r and vs are 32 bytes each")
+    packed = int.from_bytes(vs, "big")
+    return r + (packed & ((1 << 255) - 1)).to_bytes(32, "big") + bytes([27 + (packed >> 255)])
+
+
 def to_compact(signature: bytes) -> tuple[bytes, bytes]:
     """EIP-2098 compact form ``(r, vs)`` of a 65-byte low-s signature, as the Router takes it."""
     if len(signature) != 65:
