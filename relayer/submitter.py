@@ -65,6 +65,23 @@ from verifier.signing import SignatureError, recover_signer, to_compact
 
 log = logging.getLogger("teebridge.relayer.submitter")
 
+#: ``MalformedItem()``'s selector: what ``fulfillPacked`` answers an empty call with.
+MALFORMED_ITEM_SELECTOR = bytes(Web3.keccak(text="MalformedItem()")[:4])
+
+
+def router_has_fulfill_packed(w3: Web3, router: str, calls: CallEncoder) -> bool | None:
+    """Whether the contract at ``router`` has ``fulfillPacked``: an empty call must revert with ``MalformedItem()``
+    (a Router without the function reverts with no data). None when the node gave no answer."""
+    call = {"to": router, "data": calls.encode_unencoded("fulfillPacked", b"").data_hex}
+    try:
+        raw_request(w3, "eth_call", [call, "latest"])
+    except ValueError as exc:
+        if "revert" not in str(exc).lower():
+            return None  # not an answer about the contract (a timeout, a node error)
+        return ("0x" + MALFORMED_ITEM_SELECTOR.hex()) in str(exc)
+    return False  # it did not revert: not our function
+
+
 SKIP_NOT_PENDING = 1
 SKIP_UNAUTHORIZED_SIGNER = 5
 SKIP_REASONS = {1: "not pending", 2: "commitment mismatch", 3: "expired", 4: "bad signature", 5: "unauthorized signer"}
@@ -172,6 +189,7 @@ class Submitter:
         (commitments_of,) = [f for f in router.abi if f.get("type") == "function" and f["name"] == "commitmentsOf"]
         self._commitments_outputs = [o["type"] for o in commitments_of["outputs"]]
         self._predictions = 0
+        self._packed_supported: bool | None = None
         """The last ``eth_estimateGas`` of a submission divided by its items (0: none yet); see :meth:`_simulate`."""
         self.on_mined: Callable[[str, Any], None] | None = None
         """Called with (hash, receipt) of each mined transaction before its requests are settled (metrics)."""
@@ -421,13 +439,25 @@ class Submitter:
             return None, batch
         if len(batch) == 1:
             stored, signed = batch[0]
-            if len(signed.result) <= MAX_PACKED_RESULT:
+            if len(signed.result) <= MAX_PACKED_RESULT and self.packed_supported():
                 r, vs = signed.compact_signature()
                 body = pack_fulfillment(stored.request(), signed.status, signed.result, signed.measurement, r, vs)
                 return self.calls.encode_unencoded("fulfillPacked", body), batch
             return self.calls.encode("fulfill", [signed.call_args(stored.request())]), batch
         args = [signed.call_args(stored.request()) for stored, signed in batch]
         return self.calls.encode("fulfillBatch", [args]), batch
+
+    def packed_supported(self) -> bool:
+        """Whether the Router has ``fulfillPacked`` (Routers deployed before it came have not: their single
+        results go out with ``fulfill``). Asked once (:func:`router_has_fulfill_packed`); until the node answers,
+        ``fulfill``."""
+        if self._packed_supported is None:
+            self._packed_supported = router_has_fulfill_packed(self.w3, self.router.address, self.calls)
+            if self._packed_supported is False:
+                log.warning(
+                    "the Router at %s has no fulfillPacked: single results go out with fulfill", self.router.address
+                )
+        return bool(self._packed_supported)
 
     def _own_signatures_valid(
         self, batch: list[tuple[StoredRequest, SignedResult]]

@@ -67,3 +67,15 @@ def test_web3_hashes_with_the_c_keccak_in_a_relayer_process() -> None:
     env = {k: v for k, v in os.environ.items() if k != "ETH_HASH_BACKEND"}
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "PySha3Backend", out.stdout + out.stderr
+
+
+def test_a_router_with_fulfill_packed_is_told_from_one_without(anvil) -> None:
+    """The relayer sends single results with fulfillPacked only where the Router has it (older Routers: fulfill)."""
+    from relayer.submitter import router_has_fulfill_packed
+    from tests.helpers import deploy_stack
+
+    stack = deploy_stack(anvil.rpc_url)
+    encoder = CallEncoder(load_artifact("Router").abi)
+    assert router_has_fulfill_packed(stack.w3, stack.router.address, encoder) is True
+    # the registry stands in for a Router deployed before fulfillPacked: no such function, no fallback
+    assert router_has_fulfill_packed(stack.w3, stack.registry.address, encoder) is False
