@@ -185,6 +185,7 @@ class GatekeeperService:
         return Rotation(coprocessor_url, old_signer, registration.signer, registration.expiry, int(old_expiry))
 
     def _register(self, registration: Registration, endpoint: str | None = None) -> None:
+        self.forget_expired(registration.measurement, keep=registration.signer)
         args = (
             registration.signer,
             registration.measurement,
@@ -196,6 +197,23 @@ class GatekeeperService:
             self.gatekeeper.send(self.registry.functions.registerSigner(*args))
         else:
             self.gatekeeper.send(self.registry.functions.registerSignerWithEndpoint(*args, endpoint))
+
+    def forget_expired(self, measurement: bytes, keep: str | None = None) -> list[str]:
+        """Drop the expired signers of ``measurement`` from the registry's list (``forgetExpiredSigner``), which
+        holds at most ``MAX_SIGNERS_PER_MEASUREMENT``: without it, rotations and replaced enclaves would fill it
+        and the next registration would revert. ``keep`` (the signer about to be renewed) is left alone. Returns
+        the signers forgotten."""
+        now = self.gatekeeper.w3.eth.get_block("latest")["timestamp"]
+        forgotten = []
+        for signer in self.registry.functions.signersOf(measurement).call():
+            if keep is not None and signer.lower() == keep.lower():
+                continue
+            expiry = self.registry.functions.signerInfo(signer).call()[1]
+            if expiry <= now:
+                self.gatekeeper.send(self.registry.functions.forgetExpiredSigner(signer))
+                forgotten.append(signer)
+                log.info("forgot expired signer %s (measurement 0x%s)", signer, measurement.hex())
+        return forgotten
 
     def registry_view(self, signer: str | None) -> Registration:
         """What the registry records for ``signer`` now."""

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from web3 import Web3
 
 from relayer.chain import ChainClient
 from teebridge.anvil import free_port
@@ -93,6 +94,23 @@ def test_register_fulfil_expire_renew(local: LocalStack) -> None:
     advance(local, VALIDITY - MARGIN + 1)
     assert gk.check(local.coprocessor_url).outcome is Outcome.RENEWED
     assert expiry_of(local, signer) > first_expiry
+
+
+def test_registering_forgets_the_measurements_expired_signers(local: LocalStack) -> None:
+    """The registry holds at most 64 signers per measurement: the gatekeeper drops the expired ones (a rotated
+    key, a replaced enclave) before it registers, so they never fill the list."""
+    gk = service(local)
+    gatekeeper = ChainClient(local.anvil.rpc_url, GATEKEEPER_KEY)
+    registry = gatekeeper.contract("EnclaveRegistry", local.deployment.registry)
+    measurement = local.registration.measurement
+    retired = Web3.to_checksum_address("0x" + "5e" * 20)
+    now = gatekeeper.w3.eth.get_block("latest")["timestamp"]
+    gatekeeper.send(registry.functions.registerSigner(retired, measurement, now + 60, True, b"\x01" + b"\x01" * 32))
+    assert set(registry.functions.signersOf(measurement).call()) == {retired, local.registration.signer}
+    advance(local, 8 * 24 * 3600)  # both lapse; the gatekeeper renews the live enclave
+    assert gk.check(local.coprocessor_url).outcome is Outcome.RENEWED
+    assert registry.functions.signersOf(measurement).call() == [local.registration.signer]
+    assert echo(local, b"after the clean-up") == Status.OK
 
 
 def test_policy_no_longer_allowing_the_measurement_revokes_for_good(local: LocalStack) -> None:
