@@ -77,7 +77,7 @@ contract Router is IRouter, IRouterAuthorizations {
     uint256 private constant _PACKED_ITEM_HEAD = 144;
     /// @dev Where {fulfillPacked}'s item starts in its calldata: after the selector, measurement, r and vs.
     uint256 private constant _PACKED_CALL_ITEM = 0x64;
-    /// @dev {_checkPackedCall}'s failure for a malformed call (not a SKIP_* reason: it always reverts).
+    /// @dev {fulfillPacked}'s failure for a malformed call (not a SKIP_* reason: it always reverts).
     uint256 private constant _MALFORMED = 255;
     /// @dev {fulfillPacked}'s failure when the transaction cannot give the callback its gas.
     uint256 private constant _STARVED = 254;
@@ -225,7 +225,7 @@ contract Router is IRouter, IRouterAuthorizations {
     }
 
     /// @notice Deliver one signed result given as a packed item: {fulfill}'s checks and effects for about
-    ///         10,000 gas less. The cheap path for relayers delivering a single result.
+    ///         3,400 gas less (no ABI-encoded struct, 80 calldata bytes less). Relayers' path for one result.
     /// @dev The calldata after the selector is not ABI-encoded: measurement (32) | r (32) | vs (32) | item,
     ///      where item is one item of {fulfillBatchSigned}'s packed format with flags 0 (docs/protocol.md,
     ///      section 7.2): flags (1) | requestId (32) | requester (20) | jobId (32) | inputHash (32) |
@@ -233,7 +233,8 @@ contract Router is IRouter, IRouterAuthorizations {
     ///      after the result. (r, vs) is the item's own EIP-712 `Fulfillment` signature in compact (EIP-2098)
     ///      form, the one {fulfill} takes. Like {fulfill}, a request that is no longer pending is a no-op with
     ///      {FulfillmentSkipped}; every other defect reverts ({MalformedItem}, {CommitmentMismatch},
-    ///      {RequestExpired}, {InvalidSignature}, {UnauthorizedSigner}, {InsufficientGasForCallback}).
+    ///      {RequestExpired}, {InvalidSignature}, {UnauthorizedSigner}, {InsufficientGasForCallback},
+    ///      {PaymentFailed}).
     /// @return delivered True when the result was accepted (whatever the callback did).
     function fulfillPacked() external returns (bool delivered) {
         bytes32 separator = domainSeparator();
