@@ -103,6 +103,12 @@ def send_request(
     return requested_in(stack.router, receipt)
 
 
+def advance_time(stack: Stack, seconds: int) -> None:
+    """Move anvil's clock ``seconds`` ahead and mine a block on it."""
+    stack.w3.provider.make_request("evm_increaseTime", [seconds])
+    stack.w3.provider.make_request("evm_mine", [])
+
+
 def router_as(stack: Stack, client: ChainClient) -> Contract:
     return client.contract("Router", stack.router.address)
 

@@ -7,7 +7,16 @@ import pytest
 
 from relayer.chain import TransactionFailedError
 from teebridge.registration import approve_jobs
-from tests.helpers import ECHO_JOB, DevEnclave, Stack, assert_reverts_with, register, router_as, send_request
+from tests.helpers import (
+    ECHO_JOB,
+    DevEnclave,
+    Stack,
+    advance_time,
+    assert_reverts_with,
+    register,
+    router_as,
+    send_request,
+)
 from verifier.envelope import plain
 from verifier.hashing import keccak256
 from verifier.protocol import Domain, Request, Status
@@ -77,8 +86,7 @@ def test_expired_signer_is_refused(stack: Stack) -> None:
     enclave = DevEnclave.random()
     register(stack, enclave, ttl=100)
     request, _ = send_request(stack, plain(b"x"), ttl=3600)
-    stack.w3.provider.make_request("evm_increaseTime", [200])
-    stack.w3.provider.make_request("evm_mine", [])
+    advance_time(stack, 200)
     reverts_with(stack, fulfil(stack, enclave, request, b"r"), "UnauthorizedSigner(bytes32,address)")
 
 
@@ -180,8 +188,7 @@ def test_fulfilment_after_request_expiry_is_refused(stack: Stack) -> None:
     enclave = DevEnclave.random()
     register(stack, enclave, ttl=100_000)
     request, _ = send_request(stack, plain(b"x"), ttl=60)
-    stack.w3.provider.make_request("evm_increaseTime", [120])
-    stack.w3.provider.make_request("evm_mine", [])
+    advance_time(stack, 120)
     reverts_with(stack, fulfil(stack, enclave, request, b"r"), "RequestExpired(bytes32,uint64)")
 
 
@@ -190,8 +197,7 @@ def test_cancel_refunds_after_expiry_and_refuses_before(stack: Stack) -> None:
     request, _ = send_request(stack, plain(b"x"), ttl=60, fee=fee)
     router = router_as(stack, stack.relayer)
     reverts_with(stack, router.functions.cancel(request.as_tuple()), "RequestNotExpired(bytes32,uint64)")
-    stack.w3.provider.make_request("evm_increaseTime", [61])
-    stack.w3.provider.make_request("evm_mine", [])
+    advance_time(stack, 61)
     before = stack.w3.eth.get_balance(stack.consumer.address)
     receipt = stack.relayer.send(router.functions.cancel(request.as_tuple()))
     (event,) = stack.router.events.Cancelled().process_receipt(receipt)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from relayer.chain import TransactionFailedError
-from tests.helpers import DevEnclave, Stack, assert_reverts_with, packed_call, register, send_request
+from tests.helpers import DevEnclave, Stack, advance_time, assert_reverts_with, packed_call, register, send_request
 from verifier.envelope import plain
 from verifier.protocol import Request, Status, pack_fulfillment
 
@@ -83,8 +83,7 @@ def test_altered_request_fields_are_refused(stack: Stack, enclave: DevEnclave) -
 
 def test_an_expired_request_is_refused(stack: Stack, enclave: DevEnclave) -> None:
     request, _ = send_request(stack, plain(b"x"), ttl=60)
-    stack.w3.provider.make_request("evm_increaseTime", [120])
-    stack.w3.provider.make_request("evm_mine", [])
+    advance_time(stack, 120)
     refused(stack, body_for(stack, enclave, request, b"r"), "RequestExpired(bytes32,uint64)", request.request_id)
 
 
@@ -124,8 +123,7 @@ def test_unregistered_revoked_and_expired_signers_are_refused(stack: Stack, encl
     refused(stack, body_for(stack, enclave, request, b"r"), "UnauthorizedSigner(bytes32,address)")
     stack.relayer.send(packed_call(stack, body_for(stack, short_lived, request, b"r")))  # live until it expires
     later, _ = send_request(stack, plain(b"y"), ttl=3600)
-    stack.w3.provider.make_request("evm_increaseTime", [200])
-    stack.w3.provider.make_request("evm_mine", [])
+    advance_time(stack, 200)
     refused(stack, body_for(stack, short_lived, later, b"r"), "UnauthorizedSigner(bytes32,address)")
 
 
