@@ -365,10 +365,15 @@ class Relayer:
             now = time.monotonic()
             if now - self._holds_checked >= self.config.lease_seconds / 4:
                 elsewhere = {}
-                for account in self.accounts:
-                    holder = self.store.hold(_account_lease(account.address), str(self.identity), holder_is_gone)
-                    if holder is not None:
-                        elsewhere[account.address] = holder
+                try:
+                    for account in self.accounts:
+                        holder = self.store.hold(_account_lease(account.address), str(self.identity), holder_is_gone)
+                        if holder is not None:
+                            elsewhere[account.address] = holder
+                except Exception as exc:  # the store is unreachable: no pass can run; try again next time
+                    log.warning("could not renew the accounts' leases: %s", exc)
+                    report.errors.append(f"accounts: could not renew their leases: {exc}")
+                    return False
                 self._held_elsewhere, self._holds_checked = elsewhere, now
                 if elsewhere != self._held_elsewhere_logged:
                     for address, holder in elsewhere.items():

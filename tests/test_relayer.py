@@ -387,3 +387,40 @@ def test_under_a_batch_signature_item_signatures_are_not_used(local: LocalStack,
         assert [relayer.store.get(i).reexecutions for i in ids] == [0, 0, 0]
     finally:
         relayer.close()
+
+
+def test_a_relayer_whose_account_another_process_holds_does_nothing(local: LocalStack, tmp_path: Path) -> None:
+    """One account, one relayer process (relayer.process_identity): the lease another live process holds on the
+    account stops every stage, says so in /health, and nothing is seen or sent; once it is free, work resumes."""
+    db = tmp_path / "r.sqlite"
+    relayer = relayer_for(local, db)
+    lease = f"account:{relayer.chain.address.lower()}"
+    other = "another-host.invalid/4242/cafe"  # a live process elsewhere: never known gone
+    assert relayer.store.hold(lease, other) is None
+    request_id = request_echo(local, b"wait for the account")
+    report = relayer.tick()
+    assert report.seen == 0 and report.submitted == 0
+    assert any("in use by another relayer process" in e for e in report.errors), report.errors
+    health = relayer.health_report()
+    assert health["status"] == "degraded" and any("another relayer process" in p for p in health["problems"])
+    assert relayer.store.get(request_id) is None
+
+    relayer.store.let_go(lease, other)
+    relayer._holds_checked = float("-inf")  # the next renewal is due now rather than a quarter lease later
+    _tick_until_delivered(relayer, [request_id])
+    relayer.close()
+
+
+def test_an_unreachable_store_stops_a_pass_at_the_account_leases(
+    local: LocalStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    relayer = relayer_for(local, tmp_path / "r.sqlite")
+
+    def unreachable(*_args: object, **_kwargs: object) -> None:
+        raise OSError("connection refused")
+
+    monkeypatch.setattr(relayer.store, "hold", unreachable)
+    report = relayer.tick()
+    assert report.errors == ["accounts: could not renew their leases: connection refused"]
+    monkeypatch.undo()
+    relayer.close()
