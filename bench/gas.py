@@ -52,9 +52,8 @@ from bench.harness import (
 )
 from bench.schema import SYSTEMS, gas_document
 from teebridge.anvil import Anvil
-from teebridge.testkit import RawCall
+from teebridge.testkit import fulfill_packed_call
 from verifier.envelope import Binding, encrypt, plain
-from verifier.hashing import keccak256
 from verifier.protocol import Request, pack_fulfillment
 from verifier.suites import HpkeKeyPair, Suite
 
@@ -229,8 +228,7 @@ class GasBench:
         """
         router = self.chain.router(self.chain.relayer)
         if isinstance(args, PackedFulfillment):
-            selector = keccak256(b"fulfillPacked()")[:4]
-            call = RawCall(self.chain.w3, router.address, selector + args.body)
+            call = fulfill_packed_call(self.chain.w3, router.address, args.body)
         elif isinstance(args, SignedBatch):
             call = router.functions.fulfillBatchSigned(*args.args)
         elif isinstance(args, list):

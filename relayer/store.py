@@ -710,17 +710,7 @@ class SqlStore:
 
     def try_lead(self, name: str = LEADER_LEASE) -> bool:
         """Take or extend the named lease for this owner if it is free, expired or already ours; return if held."""
-        if self.owner is None:
-            return True
-        now = time.time()
-        with self.transaction() as db:
-            cur = db.execute(
-                "INSERT INTO leases (name, owner, lease_until) VALUES (?, ?, ?)"
-                " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until"
-                " WHERE leases.owner = excluded.owner OR leases.lease_until < ?",
-                (name, self.owner, now + self.lease_seconds, now),
-            )
-            return cur.rowcount > 0
+        return self.owner is None or self.hold(name, self.owner) is None
 
     def hold(self, name: str, holder: str, holder_is_gone: Callable[[str], bool] = lambda _: False) -> str | None:
         """Take or extend the named lease ``name`` for ``holder`` (any string: not this store's owner) for

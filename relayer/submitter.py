@@ -65,20 +65,19 @@ from verifier.signing import SignatureError, recover_signer, to_compact
 
 log = logging.getLogger("teebridge.relayer.submitter")
 
-#: ``MalformedItem()``'s selector: what ``fulfillPacked`` answers an empty call with.
-MALFORMED_ITEM_SELECTOR = bytes(Web3.keccak(text="MalformedItem()")[:4])
-
 
 def router_has_fulfill_packed(w3: Web3, router: str, calls: CallEncoder) -> bool | None:
     """Whether the contract at ``router`` has ``fulfillPacked``: an empty call must revert with ``MalformedItem()``
-    (a Router without the function reverts with no data). None when the node gave no answer."""
+    (a Router without the function reverts with no data). None when the node gave no answer (a timeout, a node
+    error): ask again later."""
     call = {"to": router, "data": calls.encode_unencoded("fulfillPacked", b"").data_hex}
     try:
-        raw_request(w3, "eth_call", [call, "latest"])
-    except ValueError as exc:
-        if "revert" not in str(exc).lower():
-            return None  # not an answer about the contract (a timeout, a node error)
-        return ("0x" + MALFORMED_ITEM_SELECTOR.hex()) in str(exc)
+        w3.eth.call(call)  # type: ignore[arg-type]
+    except ContractLogicError as exc:
+        decoded = decode_revert(exc)
+        return decoded is not None and decoded[0] == "MalformedItem"
+    except Exception:  # not an answer about the contract
+        return None
     return False  # it did not revert: not our function
 
 

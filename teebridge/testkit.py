@@ -130,3 +130,8 @@ class RawCall:
     def call(self, tx: dict[str, Any]) -> bytes:
         """``eth_call`` of this call (raises web3's contract errors on a revert)."""
         return bytes(self.w3.eth.call({**tx, "to": self.to, "data": "0x" + self.data.hex()}))
+
+
+def fulfill_packed_call(w3: Web3, router: str, body: bytes) -> RawCall:
+    """``Router.fulfillPacked`` with ``body`` (:func:`verifier.protocol.pack_fulfillment`) after its selector."""
+    return RawCall(w3, router, keccak256(b"fulfillPacked()")[:4] + body)

@@ -19,7 +19,14 @@ from teebridge.deploy import Deployment, deploy_all
 from teebridge.gatekeeper_service import Outcome
 from teebridge.processes import Child, python_module
 from teebridge.stack import USER_KEY, LocalStack
-from teebridge.testkit import DEV_MEASUREMENT, DevEnclave, RawCall, register_dev_enclave, requested_in
+from teebridge.testkit import (
+    DEV_MEASUREMENT,
+    DevEnclave,
+    RawCall,
+    fulfill_packed_call,
+    register_dev_enclave,
+    requested_in,
+)
 from verifier.envelope import plain
 from verifier.hashing import keccak256
 from verifier.protocol import Domain, Request, job_id
@@ -115,7 +122,7 @@ def router_as(stack: Stack, client: ChainClient) -> Contract:
 
 def packed_call(stack: Stack, body: bytes) -> RawCall:
     """``Router.fulfillPacked`` with ``body`` (:func:`verifier.protocol.pack_fulfillment`) after its selector."""
-    return RawCall(stack.w3, stack.router.address, keccak256(b"fulfillPacked()")[:4] + body)
+    return fulfill_packed_call(stack.w3, stack.router.address, body)
 
 
 def assert_reverts_with(call, sender: str, signature: str, *, gas: int | None = None, arguments: bytes = b"") -> None:

@@ -79,3 +79,6 @@ def test_a_router_with_fulfill_packed_is_told_from_one_without(anvil) -> None:
     assert router_has_fulfill_packed(stack.w3, stack.router.address, encoder) is True
     # the registry stands in for a Router deployed before fulfillPacked: no such function, no fallback
     assert router_has_fulfill_packed(stack.w3, stack.registry.address, encoder) is False
+    # no answer is not a "no": the relayer asks again later (fulfill meanwhile)
+    unreachable = Web3(Web3.HTTPProvider("http://127.0.0.1:9", request_kwargs={"timeout": 2}))
+    assert router_has_fulfill_packed(unreachable, stack.router.address, encoder) is None

@@ -7,7 +7,16 @@ from web3.logs import DISCARD
 
 from teebridge.registration import approve_jobs
 from teebridge.testkit import requested_in
-from tests.helpers import ECHO_JOB, DevEnclave, Stack, assert_reverts_with, register, router_as, send_request
+from tests.helpers import (
+    ECHO_JOB,
+    DevEnclave,
+    Stack,
+    advance_time,
+    assert_reverts_with,
+    register,
+    router_as,
+    send_request,
+)
 from verifier.envelope import plain
 from verifier.hashing import keccak256
 from verifier.protocol import (
@@ -122,6 +131,21 @@ def test_revoked_signer_delivers_nothing(stack: Stack) -> None:
     stack.gatekeeper.send(registry.functions.revokeSigner(enclave.address))
     _, delivered, skipped = _send(stack, enclave.sign_batch([(r, b"x", 0) for r in requests], stack.domain))
     assert not delivered and set(skipped.values()) == {SKIP_UNAUTHORIZED}
+
+
+@pytest.mark.parametrize("why", ["expired", "simulated-no-longer-allowed"])
+def test_a_signer_the_router_no_longer_accepts_delivers_nothing(stack: Stack, why: str) -> None:
+    """The batch path reads the Router's authorization record inline (not through isAuthorized): its expiry and
+    its simulated bit against the Router's copy of the flag are checked there too."""
+    enclave = DevEnclave.random()
+    register(stack, enclave, ttl=100, simulated=why != "expired")
+    requests = _requests(stack, 2, ttl=3600)
+    if why == "expired":
+        advance_time(stack, 200)
+    else:
+        stack.owner.send(stack.registry.functions.setSimulatedAttestationsAllowed(False))
+    _, delivered, skipped = _send(stack, enclave.sign_batch([(r, b"x", 0) for r in requests], stack.domain))
+    assert not delivered and skipped == {r.request_id: SKIP_UNAUTHORIZED for r in requests}
 
 
 def test_items_are_checked_one_by_one(stack: Stack) -> None:
