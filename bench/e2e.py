@@ -86,6 +86,7 @@ ROUTER_ABI = load_artifact("Router").abi
 REQUESTED = EventDecoder(ROUTER_ABI, "Requested")
 FULFILLED = EventDecoder(ROUTER_ABI, "Fulfilled")
 SKIPPED = EventDecoder(ROUTER_ABI, "FulfillmentSkipped")
+CALLBACK_FAILED = EventDecoder(ROUTER_ABI, "CallbackFailed")
 MAX_SENDERS = 16
 MAX_RELAYER_ACCOUNTS = 16
 #: The load comes from accounts of its own (funded with ``anvil_setBalance``), not the stack's dev accounts.
@@ -286,7 +287,9 @@ class E2EBench:
                             "address": self.router.address,
                             "fromBlock": hex(self._next_block),
                             "toBlock": hex(head),
-                            "topics": [[REQUESTED.topic_hex, FULFILLED.topic_hex, SKIPPED.topic_hex]],
+                            "topics": [
+                                [REQUESTED.topic_hex, FULFILLED.topic_hex, SKIPPED.topic_hex, CALLBACK_FAILED.topic_hex]
+                            ],
                         }
                     ],
                 )
@@ -299,8 +302,10 @@ class E2EBench:
                     elif FULFILLED.matches(log):
                         args = FULFILLED.decode(log)
                         self._fulfilled.setdefault(bytes(args["requestId"]), []).append(block)
-                        if args["status"] != 0 or not args["callbackSucceeded"]:
+                        if args["status"] != 0:
                             self._failed_callbacks += 1
+                    elif CALLBACK_FAILED.matches(log):
+                        self._failed_callbacks += 1
                     else:
                         self._skipped.append(bytes(SKIPPED.decode(log)["requestId"]))
                 self._next_block = head + 1

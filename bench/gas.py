@@ -14,13 +14,11 @@ change gas). Definitions:
   and never below the EIP-7623 calldata floor (21,000 + 10 gas per calldata token).
 * **intrinsic**: 21,000 + calldata at 4 gas per zero byte and 16 per non-zero byte (EIP-2028), computed from
   the transaction's input: what any EVM transaction carrying the same bytes pays before executing.
-* **callback**: the ``callbackGasUsed`` field of the Router's ``Fulfilled`` event: gas measured around the
-  CALL to the consumer, so it includes the CALL opcode's own cost (a warm account access: the Router's
-  code-size check touched the account first) as well as everything the consumer's ``handleFulfillment``
-  does (ExampleConsumer stores the answer and emits an event). **consumer code** is the gas used inside
-  the consumer's call frame alone (callTracer); the difference is the CALL's own cost.
+* **callback** (consumer code): the gas used inside the consumer's call frames (callTracer), i.e. everything
+  the consumer's ``handleFulfillment`` does (ExampleConsumer stores the answer and emits an event), without
+  the CALL opcode's own cost. The peers' figures in :mod:`bench.peers` use the same definition.
 * **overhead**: gas used minus callback, i.e. what the submitter pays on top of the consumer's callback,
-  intrinsic part included. **router execution** is overhead minus intrinsic.
+  intrinsic part and the CALL included. **router execution** is overhead minus intrinsic.
 """
 
 from __future__ import annotations
@@ -44,6 +42,7 @@ from bench.harness import (
     GasBreakdown,
     breakdown,
     environment,
+    failed_callback_events,
     fulfilled_events,
     pseudo_random_bytes,
     register,
@@ -76,12 +75,12 @@ def median(values: list[int]) -> int:
 
 @dataclass
 class Row:
-    """One measured operation: the samples' breakdowns and, for fulfilments, the callback gas."""
+    """One measured operation: the samples' breakdowns (with, for fulfilments, the consumer's own gas)."""
 
     key: str
     label: str
     samples: list[GasBreakdown] = field(default_factory=list)
-    callbacks: list[int] = field(default_factory=list)
+    fulfils: bool = False
     items: int = 1
     note: str = ""
 
@@ -99,13 +98,13 @@ class Row:
 
     @property
     def callback(self) -> int | None:
-        return median(self.callbacks) if self.callbacks else None
+        return self.med("callee_gas") if self.fulfils else None
 
     @property
     def overhead(self) -> int | None:
-        if not self.callbacks:
+        if not self.fulfils:
             return None
-        return median([s.gas_used - c for s, c in zip(self.samples, self.callbacks, strict=True)])
+        return median([s.gas_used - (s.callee_gas or 0) for s in self.samples])
 
     def to_json(self) -> dict[str, Any]:
         n = self.items
@@ -123,23 +122,20 @@ class Row:
         }
         if self.med("traced_execution") is not None:
             doc["tracedExecutionBeforeRefunds"] = self.med("traced_execution")
-        if self.callbacks:
-            doc["callbackGasUsed"] = self.callback
-            doc["consumerCodeGasUsed"] = self.med("callee_gas")
+        if self.fulfils:
+            doc["consumerCodeGasUsed"] = self.callback
             doc["overhead"] = self.overhead
             doc["routerExecution"] = self.overhead - self.intrinsic  # type: ignore[operator]
         if n > 1:
             doc["perItem"] = {
                 "gasUsed": round(self.gas_used / n),
                 "intrinsic": round(self.intrinsic / n),
-                "callbackGasUsed": round(self.callback / n) if self.callback is not None else None,
+                "consumerCodeGasUsed": round(self.callback / n) if self.callback is not None else None,
                 "overhead": round(self.overhead / n) if self.overhead is not None else None,
             }
         if self.note:
             doc["note"] = self.note
         doc["raw"] = [s.to_json() for s in self.samples]
-        if self.callbacks:
-            doc["rawCallbackGasUsed"] = self.callbacks
         return doc
 
 
@@ -237,11 +233,12 @@ class GasBench:
             call = router.functions.fulfill(args)
         receipt = self.chain.relayer.send(call)
         events = fulfilled_events(self.chain, receipt)
-        if len(events) != expected or not all(e["args"]["callbackSucceeded"] for e in events):
-            raise RuntimeError(f"expected {expected} successful callbacks, got {[e['args'] for e in events]}")
+        failed = failed_callback_events(self.chain, receipt)
+        if len(events) != expected or failed:
+            raise RuntimeError(f"expected {expected} successful callbacks, got {len(events)} and {len(failed)} failed")
         callee = callee or self.chain.deployment.consumer
         row.samples.append(breakdown(self.chain, receipt, steps=steps, callee=callee))
-        row.callbacks.append(sum(e["args"]["callbackGasUsed"] for e in events))
+        row.fulfils = True
         return call
 
     def row(self, key: str, label: str, **kw: Any) -> Row:
@@ -472,9 +469,9 @@ def markdown(rows: dict[str, Row]) -> str:
     lines += [
         "#### Fulfilment (`Router.fulfill`), ExampleConsumer callback, no fee unless stated",
         "",
-        "| operation | gas used | intrinsic (21,000 + calldata) | callback (`callbackGasUsed`) | consumer code "
-        "(callTracer) | overhead (gas used - callback) | router execution (overhead - intrinsic) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| operation | gas used | intrinsic (21,000 + calldata) | callback (consumer code, callTracer) "
+        "| overhead (gas used - callback) | router execution (overhead - intrinsic) |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for key in (
         "fulfill_credit_score",
@@ -486,8 +483,7 @@ def markdown(rows: dict[str, Row]) -> str:
         overhead = row.overhead
         lines.append(
             f"| {row.label} | {_fmt(row.gas_used)} | {_fmt(row.intrinsic)} | {_fmt(row.callback)} | "
-            f"{_fmt(row.med('callee_gas'))} | {_fmt(overhead)} | "
-            f"{_fmt(None if overhead is None else overhead - row.intrinsic)} |"
+            f"{_fmt(overhead)} | {_fmt(None if overhead is None else overhead - row.intrinsic)} |"
         )
     replay = rows["fulfill_replay"]
     traced = replay.med("traced_execution")
@@ -603,10 +599,8 @@ def main(argv: list[str] | None = None) -> int:
                 "execution": "gasUsed - intrinsic",
                 "calldataFloor": "EIP-7623 floor: 21000 + 10 per calldata token (zero byte 1 token, non-zero 4)",
                 "tracedExecutionBeforeRefunds": "top-level execution gas from the step trace, before refunds",
-                "callbackGasUsed": "Fulfilled.callbackGasUsed: gas around the CALL to the consumer, including the "
-                "CALL opcode's own (warm) cost",
                 "consumerCodeGasUsed": "gasUsed of the consumer's call frames (callTracer), without the CALL cost",
-                "overhead": "gasUsed - callbackGasUsed (intrinsic included)",
+                "overhead": "gasUsed - consumerCodeGasUsed (intrinsic and the CALL included)",
                 "routerExecution": "overhead - intrinsic",
             },
             "results": {key: row.to_json() for key, row in bench.rows.items()},

@@ -113,7 +113,18 @@ def requested(chain: Chain, receipt: TxReceipt) -> Request:
 
 
 def fulfilled_events(chain: Chain, receipt: TxReceipt) -> list[Any]:
-    return list(chain.router().events.Fulfilled().process_receipt(receipt, errors=DISCARD))
+    """The Router's ``Fulfilled`` events in ``receipt``."""
+    router = chain.router()
+    return [
+        e for e in router.events.Fulfilled().process_receipt(receipt, errors=DISCARD) if e["address"] == router.address
+    ]
+
+
+def failed_callback_events(chain: Chain, receipt: TxReceipt) -> list[Any]:
+    """The Router's ``CallbackFailed`` events in ``receipt`` (none when every callback succeeded)."""
+    router = chain.router()
+    events = router.events.CallbackFailed().process_receipt(receipt, errors=DISCARD)
+    return [e for e in events if e["address"] == router.address]
 
 
 # ------------------------------------------------------------------ gas accounting

@@ -30,6 +30,7 @@ from dataclasses import fields
 from typing import Any
 
 import eth_abi
+from web3.logs import DISCARD
 
 from bench.harness import CREDIT_SCORE_JOB, ECHO_JOB, environment, pseudo_random_bytes, write_json
 from coprocessor.ai.builtin import BUILTIN_MODEL_HASH
@@ -135,8 +136,16 @@ class LatencyBench:
                 raise TimeoutError(f"no fulfilment for 0x{sent.request_id.hex()} within {TIMEOUT}s")
             time.sleep(CLIENT_POLL)
         args = logs[0]["args"]
-        if args["status"] != Status.OK or not args["callbackSucceeded"]:
-            raise RuntimeError(f"request 0x{sent.request_id.hex()} answered with {dict(args)}")
+        receipt = self.router.w3.eth.get_transaction_receipt(logs[0]["transactionHash"])
+        failed = [
+            e
+            for e in self.router.events.CallbackFailed().process_receipt(receipt, errors=DISCARD)
+            if bytes(e["args"]["requestId"]) == sent.request_id
+        ]
+        if args["status"] != Status.OK or failed:
+            raise RuntimeError(
+                f"request 0x{sent.request_id.hex()} answered with {dict(args)}, failed callback: {failed}"
+            )
         return {
             "seconds": round(seconds, 4),
             "minedSeconds": round(mined, 4),

@@ -193,6 +193,7 @@ class Submitter:
         self.on_mined: Callable[[str, Any], None] | None = None
         """Called with (hash, receipt) of each mined transaction before its requests are settled (metrics)."""
         self._fulfilled = EventDecoder(router.abi, "Fulfilled")
+        self._callback_failed = EventDecoder(router.abi, "CallbackFailed")
         self._skipped_event = EventDecoder(router.abi, "FulfillmentSkipped")
         self._begin_pass()
 
@@ -770,6 +771,7 @@ class Submitter:
         # eth_abi from the artifact's ABI: web3's process_receipt was a large share of the relayer's CPU.
         logs, router = receipt["logs"], self.router.address
         fulfilled = {bytes(a["requestId"]): a for a in self._fulfilled.decode_all(logs, router)}
+        failed_callbacks = {bytes(a["requestId"]): a["gasUsed"] for a in self._callback_failed.decode_all(logs, router)}
         skipped = {bytes(a["requestId"]): a["reason"] for a in self._skipped_event.decode_all(logs, router)}
         finals: list[tuple[bytes, str, str]] = []
         for request_id in tx.request_ids:
@@ -779,9 +781,10 @@ class Submitter:
                     "tx": tx.tx_hash,
                     "block": receipt["blockNumber"],
                     "status": args["status"],
-                    "callbackSucceeded": args["callbackSucceeded"],
-                    "callbackGasUsed": args["callbackGasUsed"],
+                    "callbackSucceeded": request_id not in failed_callbacks,
                 }
+                if request_id in failed_callbacks:
+                    outcome["failedCallbackGasUsed"] = failed_callbacks[request_id]
                 finals.append((request_id, DELIVERED, json.dumps(outcome)))
             elif skipped.get(request_id) == SKIP_NOT_PENDING:
                 finals.append((request_id, SETTLED, f"already settled when {tx.tx_hash} was mined"))

@@ -68,7 +68,10 @@ class Answer:
     result: bytes
     signer: str
     callback_succeeded: bool
-    callback_gas_used: int
+    """False when the Router recorded ``CallbackFailed``: the callback reverted or ran out of gas, or the
+    requester has no code."""
+    failed_callback_gas_used: int | None
+    """The gas the failed callback used (``CallbackFailed.gasUsed``); None when it succeeded."""
     tx_hash: str
     block_number: int
     timestamp: int
@@ -154,14 +157,15 @@ def wait_for_answer(
             tx = w3.eth.get_transaction(event["transactionHash"])
             domain = Domain(w3.eth.chain_id, router.address)
             result = _result_from_transaction(router, tx, request_id, event["args"]["signer"], domain)
+            failed = _failed_callback_gas(router, event["transactionHash"], request_id)
             block = w3.eth.get_block(event["blockNumber"])
             return Answer(
                 request_id=request_id,
                 status=event["args"]["status"],
                 result=result,
                 signer=event["args"]["signer"],
-                callback_succeeded=event["args"]["callbackSucceeded"],
-                callback_gas_used=event["args"]["callbackGasUsed"],
+                callback_succeeded=failed is None,
+                failed_callback_gas_used=failed,
                 tx_hash=event["transactionHash"].to_0x_hex(),
                 block_number=event["blockNumber"],
                 timestamp=block["timestamp"],
@@ -183,6 +187,15 @@ def is_sealed(envelope: bytes) -> bool:
 
 class UnreadableResultError(ValueError):
     """The fulfilment happened, but its result cannot be read back from the transaction that made it."""
+
+
+def _failed_callback_gas(router: Contract, tx_hash: Any, request_id: bytes) -> int | None:
+    """``CallbackFailed.gasUsed`` for ``request_id`` in the transaction that fulfilled it; None if there is none."""
+    receipt = router.w3.eth.get_transaction_receipt(tx_hash)
+    for event in router.events.CallbackFailed().process_receipt(receipt, errors=DISCARD):
+        if event["address"].lower() == router.address.lower() and bytes(event["args"]["requestId"]) == request_id:
+            return int(event["args"]["gasUsed"])
+    return None
 
 
 def _result_from_transaction(
@@ -213,14 +226,14 @@ def _signed_items(
     if calldata[:4] == bytes.fromhex(router.get_function_by_name("fulfillPacked")().selector[2:]):
         # not ABI-encoded: selector | measurement | r | vs | one packed item (docs/protocol.md, section 7.2)
         measurement, r, vs = calldata[4:36], calldata[36:68], calldata[68:100]
-        for packed in unpack_items(calldata[100:]):
+        for packed in unpack_items(calldata[100:], domain):
             if packed.request.request_id == request_id:
                 digest = fulfillment_for(packed.request, packed.status, packed.result, measurement).digest(domain)
                 yield packed.result, _recovered(digest, r, vs)
         return
     func, args = router.decode_function_input(calldata)
     if func.fn_name == "fulfillBatchSigned":
-        items = unpack_items(bytes(args["items"]))
+        items = unpack_items(bytes(args["items"]), domain)
         measurement = bytes(args["measurement"])
         fulfillments = [fulfillment_for(p.request, p.status, p.result, measurement) for p in items]
         recovered = _recovered(batch_digest(fulfillments, domain), bytes(args["r"]), bytes(args["vs"]))

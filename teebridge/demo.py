@@ -74,7 +74,7 @@ def run_demo(say=print) -> DemoResult:
         stored = consumer.functions.answerOf(sent.request_id).call()
         say(f"fulfilled in tx {answer.tx_hash} (block {answer.block_number}) by enclave signer {answer.signer}")
         say(
-            f"callback succeeded: {answer.callback_succeeded} (gas used {answer.callback_gas_used}); "
+            f"callback succeeded: {answer.callback_succeeded}; "
             f"consumer stored status {stored[1]}, result 0x{bytes(stored[2]).hex()}"
         )
         say(f"ANSWER: credit score {score}")

@@ -12,7 +12,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from web3.contract import Contract
 from web3.exceptions import ContractCustomError, ContractLogicError
+from web3.logs import DISCARD
 
+from bench.harness import frame_gas
 from relayer.chain import ChainClient
 from teebridge.anvil import DEV_KEYS
 from teebridge.deploy import Deployment, deploy_all
@@ -118,6 +120,19 @@ def advance_time(stack: Stack, seconds: int) -> None:
 
 def router_as(stack: Stack, client: ChainClient) -> Contract:
     return client.contract("Router", stack.router.address)
+
+
+def failed_callbacks(stack: Stack, receipt) -> dict[bytes, int]:
+    """Request id -> gas used, for each of the Router's ``CallbackFailed`` events in ``receipt``."""
+    events = stack.router.events.CallbackFailed().process_receipt(receipt, errors=DISCARD)
+    return {bytes(e["args"]["requestId"]): e["args"]["gasUsed"] for e in events if e["address"] == stack.router.address}
+
+
+def consumer_gas(stack: Stack, receipt, consumer: str) -> int:
+    """The gas used inside ``receipt``'s calls into ``consumer`` (callTracer): its own code, not the CALL."""
+    tx_hash = receipt["transactionHash"].to_0x_hex()
+    trace = stack.w3.provider.make_request("debug_traceTransaction", [tx_hash, {"tracer": "callTracer"}])["result"]
+    return frame_gas(trace, consumer)
 
 
 def packed_call(stack: Stack, body: bytes) -> RawCall:

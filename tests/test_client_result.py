@@ -11,11 +11,19 @@ from contracts.artifacts import load_artifact
 from teebridge.client import UnreadableResultError, _result_from_transaction
 from teebridge.testkit import DevEnclave
 from verifier.hashing import keccak256
-from verifier.protocol import Domain, Request, pack_fulfillment
+from verifier.protocol import Domain, Request, pack_fulfillment, request_id
 
 ROUTER = Web3().eth.contract(address=Web3.to_checksum_address("0x" + "12" * 20), abi=load_artifact("Router").abi)
 DOMAIN = Domain(31337, ROUTER.address)
-REQUEST = Request(keccak256(b"id"), "0x" + "ab" * 20, keccak256(b"job"), keccak256(b"in"), 100_000, 0, 2_000_000_000)
+REQUEST = Request(
+    request_id(31337, ROUTER.address, 7),
+    "0x" + "ab" * 20,
+    keccak256(b"job"),
+    keccak256(b"in"),
+    100_000,
+    0,
+    2_000_000_000,
+)
 HONEST, FORGER = DevEnclave.fixed(1), DevEnclave.fixed(2)
 
 

@@ -7,7 +7,7 @@ import pytest
 from web3.exceptions import ContractCustomError
 
 from teebridge.testkit import requested_in
-from tests.helpers import DevEnclave, Stack, assert_reverts_with, register, router_as
+from tests.helpers import DevEnclave, Stack, assert_reverts_with, failed_callbacks, register, router_as
 from verifier.hashing import keccak256
 from verifier.protocol import Request, Status, job_id
 
@@ -31,8 +31,8 @@ def submit(stack: Stack, gate, text: str) -> tuple[Request, bytes]:
 def deliver(stack: Stack, enclave: DevEnclave, request: Request, result: bytes, status: int = 0) -> None:
     signed = enclave.sign(request, result, stack.domain, status)
     receipt = stack.relayer.send(router_as(stack, stack.relayer).functions.fulfill(signed.call_args(request)))
-    (event,) = stack.router.events.Fulfilled().process_receipt(receipt)
-    assert event["args"]["callbackSucceeded"] is True
+    assert len(stack.router.events.Fulfilled().process_receipt(receipt)) == 1
+    assert not failed_callbacks(stack, receipt)
 
 
 def classification(model: bytes, label: int, margin: int) -> bytes:

@@ -6,6 +6,7 @@ tests/test_router.py holds the same encoders to the Solidity; together they tie 
 from __future__ import annotations
 
 import eth_abi
+import pytest
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from hypothesis import given, settings
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 from verifier.attestation import report_data
 from verifier.envelope import Binding
 from verifier.hashing import keccak256
-from verifier.protocol import Domain, Fulfillment, Request, batch_digest, job_id, request_id
+from verifier.protocol import Domain, Fulfillment, Request, batch_digest, job_id, request_id, request_number
 from verifier.signing import address_of_private_key, recover_signer, sign_digest, to_compact
 
 b32 = st.binary(min_size=32, max_size=32)
@@ -40,12 +41,20 @@ def test_job_id_vector() -> None:
 
 
 @settings(max_examples=50, deadline=None)
-@given(chain=st.integers(1, 2**64), router=addresses, requester=addresses, nonce=st.integers(0, 2**64))
-def test_request_id_is_abi_encode_of_its_parts(chain: int, router: str, requester: str, nonce: int) -> None:
-    expected = keccak256(
-        eth_abi.encode(["uint256", "address", "address", "uint256"], [chain, router, requester, nonce])
-    )
-    assert request_id(chain, router, requester, nonce) == expected
+@given(chain=st.integers(1, 2**64), router=addresses, number=st.integers(0, 2**64 - 1))
+def test_request_id_is_the_prefix_of_chain_and_router_with_the_number(chain: int, router: str, number: int) -> None:
+    digest = keccak256(eth_abi.encode(["uint256", "address"], [chain, router]))
+    assert request_id(chain, router, number) == digest[:24] + number.to_bytes(8, "big")
+    assert request_number(request_id(chain, router, number)) == number
+    assert Domain(chain, router).owns_request_id(request_id(chain, router, number))
+    assert not Domain(chain + 1, router).owns_request_id(request_id(chain, router, number))
+
+
+def test_a_request_number_is_a_uint64() -> None:
+    router = "0x" + "11" * 20
+    for number in (-1, 2**64):
+        with pytest.raises(ValueError, match="uint64"):
+            request_id(1, router, number)
 
 
 @settings(max_examples=50, deadline=None)

@@ -272,6 +272,29 @@ def test_a_single_result_goes_out_with_fulfill_packed(local: LocalStack, tmp_pat
     relayer.close()
 
 
+def test_a_callback_out_of_gas_is_recorded_by_the_relayer_and_the_sdk(local: LocalStack, tmp_path: Path) -> None:
+    """A callback that runs out of its gas settles the request all the same; the relayer's outcome and the SDK's
+    answer say so, with the gas the callback used (the Router's ``CallbackFailed``)."""
+    from teebridge.client import wait_for_answer
+
+    user = ChainClient(local.anvil.rpc_url, USER_KEY)
+    burner, _ = user.deploy("GasBurningConsumer", local.deployment.router)
+    router = user.contract("Router", local.deployment.router)
+    sent = send_via_consumer(user, burner, router, ECHO, plain(b"burn"), callback_gas_limit=120_000)
+    ok_id = request_echo(local, b"fine")
+    relayer = relayer_for(local, tmp_path / "r.sqlite")
+    _tick_until_delivered(relayer, [sent.request_id, ok_id])
+    burnt = json.loads(relayer.store.get(sent.request_id).outcome)
+    assert burnt["callbackSucceeded"] is False and burnt["failedCallbackGasUsed"] >= 120_000
+    fine = json.loads(relayer.store.get(ok_id).outcome)
+    assert fine["callbackSucceeded"] is True and "failedCallbackGasUsed" not in fine
+    answer = wait_for_answer(router, sent.request_id, from_block=sent.block_number, timeout=10)
+    assert answer.callback_succeeded is False and answer.failed_callback_gas_used == burnt["failedCallbackGasUsed"]
+    fine_answer = wait_for_answer(router, ok_id, from_block=sent.block_number, timeout=10)
+    assert fine_answer.callback_succeeded is True and fine_answer.failed_callback_gas_used is None
+    relayer.close()
+
+
 def test_a_bad_batch_signature_falls_back_to_per_item_signatures(local: LocalStack, tmp_path: Path) -> None:
     ids = [request_echo(local, b"fallback %d" % i) for i in range(3)]
     relayer = relayer_for(local, tmp_path / "r.sqlite")

@@ -13,6 +13,8 @@ from tests.helpers import (
     Stack,
     advance_time,
     assert_reverts_with,
+    consumer_gas,
+    failed_callbacks,
     register,
     router_as,
     send_request,
@@ -46,7 +48,7 @@ def test_happy_path_delivers_and_pays_the_submitter(stack: Stack) -> None:
     receipt = stack.relayer.send(fulfil(stack, enclave, request, b"world"))
     (event,) = stack.router.events.Fulfilled().process_receipt(receipt)
     assert event["args"]["signer"] == enclave.address
-    assert event["args"]["callbackSucceeded"] is True
+    assert event["args"]["status"] == 0 and not failed_callbacks(stack, receipt)
     assert stack.consumer.functions.answerOf(request.request_id).call() == [True, 0, b"world"]
     assert stack.router.functions.commitments(request.request_id).call() == b"\x00" * 32
     spent = receipt["gasUsed"] * receipt["effectiveGasPrice"]
@@ -219,10 +221,12 @@ def test_failing_callback_never_reverts_the_fulfilment(stack: Stack, name: str) 
     request, _ = send_request(stack, plain(b"x"), consumer=consumer, gas=150_000, fee=12345)
     balance = stack.w3.eth.get_balance(stack.relayer.address)
     receipt = stack.relayer.send(fulfil(stack, enclave, request, b"r"))
-    (event,) = stack.router.events.Fulfilled().process_receipt(receipt)
-    assert event["args"]["callbackSucceeded"] is False
+    assert len(stack.router.events.Fulfilled().process_receipt(receipt)) == 1
+    failed = failed_callbacks(stack, receipt)
+    assert failed.keys() == {request.request_id}
     if name == "GasBurningConsumer":
-        assert event["args"]["callbackGasUsed"] >= 150_000
+        assert failed[request.request_id] >= 150_000  # all of the gas it asked for, and no more
+        assert consumer_gas(stack, receipt, consumer.address) == 150_000
     assert stack.router.functions.commitments(request.request_id).call() == b"\x00" * 32
     spent = receipt["gasUsed"] * receipt["effectiveGasPrice"]
     assert stack.w3.eth.get_balance(stack.relayer.address) == balance - spent + 12345
@@ -286,16 +290,38 @@ def test_error_status_reaches_the_consumer(stack: Stack) -> None:
     assert eth_abi.decode(["string"], result) == ("unknown envelope kind",)
 
 
-def test_request_id_is_bound_to_chain_router_requester_nonce(stack: Stack) -> None:
-    from verifier.protocol import request_id
+def test_request_ids_are_the_routers_prefix_and_the_request_number(stack: Stack) -> None:
+    from verifier.protocol import REQUEST_NUMBER_MASK, request_id, request_id_prefix, request_number
 
     first, _ = send_request(stack, plain(b"a"))
     second, _ = send_request(stack, plain(b"a"))
     nonce = stack.router.functions.nonce().call()
-    assert second.request_id == request_id(stack.domain.chain_id, stack.router.address, stack.consumer.address, nonce)
-    assert first.request_id == request_id(
-        stack.domain.chain_id, stack.router.address, stack.consumer.address, nonce - 1
+    prefix = stack.router.functions.requestIdPrefix().call()
+    assert (
+        prefix == request_id_prefix(stack.domain.chain_id, stack.router.address) and prefix & REQUEST_NUMBER_MASK == 0
     )
+    assert second.request_id == request_id(stack.domain.chain_id, stack.router.address, nonce)
+    assert first.request_id == request_id(stack.domain.chain_id, stack.router.address, nonce - 1)
+    assert request_number(second.request_id) == nonce and stack.domain.owns_request_id(first.request_id)
+
+
+def test_the_request_id_prefix_and_the_domain_follow_a_chain_id_change(stack: Stack) -> None:
+    """After a fork that changes the chain id, new ids and signatures are the new chain's, not the old one's."""
+    from verifier.protocol import request_id
+
+    old = stack.domain.chain_id
+    stack.w3.provider.make_request("anvil_setChainId", [old + 1000])
+    try:
+        new = Domain(old + 1000, stack.router.address)
+        assert stack.router.functions.domainSeparator().call() == new.separator() != stack.domain.separator()
+        assert stack.router.functions.requestIdPrefix().call() == new.request_id_prefix()
+        assert new.request_id_prefix() != stack.domain.request_id_prefix()
+        number = stack.router.functions.nonce().call() + 1
+        sent = stack.consumer.functions.send(ECHO_JOB, plain(b"a"), 100_000, 3600).call({"from": stack.user.address})
+        assert sent == request_id(new.chain_id, stack.router.address, number)
+    finally:
+        stack.w3.provider.make_request("anvil_setChainId", [old])
+    assert stack.router.functions.requestIdPrefix().call() == stack.domain.request_id_prefix()
 
 
 def test_sign_digest_is_what_the_router_recovers(stack: Stack) -> None:

@@ -6,7 +6,16 @@ from __future__ import annotations
 import pytest
 
 from relayer.chain import TransactionFailedError
-from tests.helpers import DevEnclave, Stack, advance_time, assert_reverts_with, packed_call, register, send_request
+from tests.helpers import (
+    DevEnclave,
+    Stack,
+    advance_time,
+    assert_reverts_with,
+    failed_callbacks,
+    packed_call,
+    register,
+    send_request,
+)
 from verifier.envelope import plain
 from verifier.protocol import Request, Status, pack_fulfillment
 
@@ -36,8 +45,7 @@ def test_delivers_pays_the_fee_and_records_the_callback(stack: Stack, enclave: D
     receipt = stack.relayer.send(packed_call(stack, body_for(stack, enclave, request, b"world")))
     (event,) = stack.router.events.Fulfilled().process_receipt(receipt)
     assert event["args"]["requestId"] == request.request_id and event["args"]["signer"] == enclave.address
-    assert event["args"]["status"] == Status.OK and event["args"]["callbackSucceeded"] is True
-    assert event["args"]["callbackGasUsed"] > 0
+    assert event["args"]["status"] == Status.OK and not failed_callbacks(stack, receipt)
     assert stack.consumer.functions.answerOf(request.request_id).call() == [True, 0, b"world"]
     assert stack.router.functions.commitments(request.request_id).call() == b"\x00" * 32
     spent = receipt["gasUsed"] * receipt["effectiveGasPrice"]
@@ -87,11 +95,29 @@ def test_an_expired_request_is_refused(stack: Stack, enclave: DevEnclave) -> Non
     refused(stack, body_for(stack, enclave, request, b"r"), "RequestExpired(bytes32,uint64)", request.request_id)
 
 
+def test_another_request_number_answers_nothing(stack: Stack, enclave: DevEnclave) -> None:
+    """The item carries the request's number, not its id: pointing it at another request (pending or not) cannot
+    deliver this answer there, and this request stays pending."""
+    request, _ = send_request(stack, plain(b"x"))
+    other, _ = send_request(stack, plain(b"y"))
+    body = body_for(stack, enclave, request, b"r")
+    number_at = 96 + 1
+    assert body[number_at : number_at + 8] == request.request_id[-8:]
+    as_other = body[:number_at] + other.request_id[-8:] + body[number_at + 8 :]
+    refused(stack, as_other, "CommitmentMismatch(bytes32)", other.request_id)
+    unused = (int.from_bytes(other.request_id[-8:], "big") + 1000).to_bytes(8, "big")
+    receipt = stack.relayer.send(packed_call(stack, body[:number_at] + unused + body[number_at + 8 :]))
+    (skip,) = stack.router.events.FulfillmentSkipped().process_receipt(receipt)
+    assert skip["args"]["reason"] == 1 and not stack.router.events.Fulfilled().process_receipt(receipt)
+    assert stack.router.functions.commitments(request.request_id).call() == request.commitment()
+    assert stack.router.functions.commitments(other.request_id).call() == other.commitment()
+
+
 def test_tampered_result_status_and_measurement_are_refused(stack: Stack, enclave: DevEnclave) -> None:
     request, _ = send_request(stack, plain(b"x"))
     body = body_for(stack, enclave, request, b"honest")
     tampered_result = body[:-6] + b"forged"
-    status_at = 96 + 1 + 32 + 20 + 32 + 32 + 4 + 12 + 8
+    status_at = 96 + 1 + 8 + 20 + 32 + 32 + 4 + 12 + 8
     tampered_status = body[:status_at] + bytes([Status.JOB_FAILED]) + body[status_at + 1 :]
     other_measurement = b"\x42" * 32 + body[32:]
     for bad in (tampered_result, tampered_status, other_measurement):
@@ -151,5 +177,5 @@ def test_a_failing_callback_is_recorded_not_reverted(stack: Stack, enclave: DevE
     consumer, _ = stack.owner.deploy("RevertingConsumer", stack.router.address)
     request, _ = send_request(stack, plain(b"x"), consumer=consumer)
     receipt = stack.relayer.send(packed_call(stack, body_for(stack, enclave, request, b"r")))
-    (event,) = stack.router.events.Fulfilled().process_receipt(receipt)
-    assert event["args"]["callbackSucceeded"] is False
+    assert len(stack.router.events.Fulfilled().process_receipt(receipt)) == 1
+    assert request.request_id in failed_callbacks(stack, receipt)

@@ -31,10 +31,14 @@ SAME_REQUESTER = 1
 """Packed item flag: the item omits ``requester``, it is the previous item's (``Router.SAME_REQUESTER``)."""
 SAME_JOB = 2
 """Packed item flag: the item omits ``jobId``, it is the previous item's (``Router.SAME_JOB``)."""
-PACKED_ITEM_FULL_HEADER = 144
+PACKED_ITEM_FULL_HEADER = 120
 """Bytes before the result in a packed item that carries every field (no flags set; see :func:`pack_item`)."""
 MAX_PACKED_RESULT = 2**16 - 1
 """The longest result a packed item can carry (its length field is two bytes)."""
+
+REQUEST_NUMBER_BITS = 64
+"""A request id's low bits: the request's number, counted from 1 by its Router (``Router.nonce``)."""
+REQUEST_NUMBER_MASK = 2**REQUEST_NUMBER_BITS - 1
 
 UINT32_MAX = 2**32 - 1
 UINT64_MAX = 2**64 - 1
@@ -103,9 +107,23 @@ def job_id(name: str, version: str | int) -> bytes:
     return keccak256(f"{name}@{version}".encode())
 
 
-def request_id(chain_id: int, router: str | bytes, requester: str | bytes, nonce: int) -> bytes:
-    """``keccak256(abi.encode(chainId, router, requester, nonce))``: the Router's request id."""
-    return keccak256(word(chain_id) + address_word(router) + address_word(requester) + word(nonce))
+def request_id_prefix(chain_id: int, router: str | bytes) -> int:
+    """The high 192 bits of every request id of ``router`` on ``chain_id``: those of
+    ``keccak256(abi.encode(chainId, router))``, low 64 bits zero (``Router.requestIdPrefix``)."""
+    digest = int.from_bytes(keccak256(word(chain_id) + address_word(router)), "big")
+    return digest & ~REQUEST_NUMBER_MASK
+
+
+def request_id(chain_id: int, router: str | bytes, number: int) -> bytes:
+    """The id of ``router``'s request number ``number`` (counted from 1): ``requestIdPrefix | number``."""
+    if not 0 <= number <= REQUEST_NUMBER_MASK:
+        raise ValueError(f"a request number is a uint64, not {number}")
+    return (request_id_prefix(chain_id, router) | number).to_bytes(32, "big")
+
+
+def request_number(request_id: bytes) -> int:
+    """The request's number: the low 64 bits of its id (what packed items carry instead of the id)."""
+    return int.from_bytes(request_id[-8:], "big")
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +212,14 @@ class Domain:
         """``keccak256(abi.encode(DOMAIN_TYPEHASH, keccak("teebridge"), keccak("1"), chainId, router))``."""
         return _domain_separator(self.chain_id, self.router)
 
+    def request_id_prefix(self) -> int:
+        """The high bits every request id of this Router on this chain has (:func:`request_id_prefix`)."""
+        return _request_id_prefix(self.chain_id, self.router)
+
+    def owns_request_id(self, request_id: bytes) -> bool:
+        """Whether ``request_id`` can be one of this Router's: its high 192 bits are the prefix."""
+        return int.from_bytes(request_id, "big") & ~REQUEST_NUMBER_MASK == self.request_id_prefix()
+
 
 @lru_cache(maxsize=256)
 def _domain_separator(chain_id: int, router: str) -> bytes:
@@ -205,6 +231,12 @@ def _domain_separator(chain_id: int, router: str) -> bytes:
         + word(chain_id)
         + address_word(router)
     )
+
+
+@lru_cache(maxsize=256)
+def _request_id_prefix(chain_id: int, router: str) -> int:
+    """:meth:`Domain.request_id_prefix`, remembered (every packed item decoded needs it)."""
+    return request_id_prefix(chain_id, router)
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,8 +288,9 @@ def batch_digest(fulfillments: list[Fulfillment] | tuple[Fulfillment, ...], doma
 def pack_item(request: Request, status: int, result: bytes, previous: Request | None = None) -> bytes:
     """One item of ``Router.fulfillBatchSigned``'s packed ``items`` (docs/protocol.md, section 7.1).
 
-    ``flags (1) | requestId (32) | requester (20) | jobId (32) | inputHash (32) | callbackGasLimit (4) |
-    fee (12) | expiry (8) | status (1) | result length (2) | result``, where ``requester`` is left out (flag
+    ``flags (1) | request number (8) | requester (20) | jobId (32) | inputHash (32) | callbackGasLimit (4) |
+    fee (12) | expiry (8) | status (1) | result length (2) | result``, where the request number is the low 64
+    bits of the request id (the Router puts its :func:`request_id_prefix` back), ``requester`` is left out (flag
     :data:`SAME_REQUESTER`) when it equals ``previous``'s, and ``jobId`` likewise (flag :data:`SAME_JOB`).
     ``previous`` is the request of the item packed just before this one (None for the first item).
     """
@@ -270,7 +303,7 @@ def pack_item(request: Request, status: int, result: bytes, previous: Request | 
     flags = (SAME_REQUESTER if same_requester else 0) | (SAME_JOB if same_job else 0)
     return (
         bytes([flags])
-        + request.request_id
+        + request.request_id[-8:]
         + (b"" if same_requester else address_bytes(request.requester))
         + (b"" if same_job else request.job_id)
         + request.input_hash
@@ -330,8 +363,10 @@ class _ItemReader:
         return int.from_bytes(self.take(n), "big")
 
 
-def unpack_items(items: bytes) -> list[PackedItem]:
-    """Decode packed ``items`` (the inverse of :func:`pack_items`); raises ValueError if malformed."""
+def unpack_items(items: bytes, domain: Domain) -> list[PackedItem]:
+    """Decode packed ``items`` sent to ``domain``'s Router (the inverse of :func:`pack_items`): each request id
+    is the Router's prefix with the item's request number. Raises ValueError if malformed."""
+    prefix = domain.request_id_prefix()
     out: list[PackedItem] = []
     reader = _ItemReader(items)
     previous: Request | None = None
@@ -340,7 +375,7 @@ def unpack_items(items: bytes) -> list[PackedItem]:
         flags = reader.number(1)
         if flags & ~(SAME_REQUESTER | SAME_JOB) or (flags and previous is None):
             raise ValueError(f"packed item at byte {reader.item_start} has flags {flags:#04x}, which it cannot have")
-        request_id = reader.take(32)
+        request_id = (prefix | reader.number(8)).to_bytes(32, "big")
         requester = previous.requester if previous and flags & SAME_REQUESTER else to_checksum_address(reader.take(20))
         job_id = previous.job_id if previous and flags & SAME_JOB else reader.take(32)
         request = Request(

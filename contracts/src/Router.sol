@@ -63,7 +63,7 @@ contract Router is IRouter, IRouterAuthorizations {
     /// @notice Packed item flag of {fulfillBatchSigned}: the item omits `jobId`, it is the previous item's.
     uint8 public constant SAME_JOB = 2;
     /// @dev The shortest packed item: flags, requestId, inputHash, the 27-byte word, an empty result.
-    uint256 private constant _PACKED_ITEM_MIN = 92;
+    uint256 private constant _PACKED_ITEM_MIN = 68;
     bytes32 private constant _DOMAIN_TYPEHASH =
         keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)");
     bytes32 private constant _NAME_HASH = keccak256("teebridge");
@@ -74,7 +74,7 @@ contract Router is IRouter, IRouterAuthorizations {
     /// @dev The flag bit of an authorization record for a signer registered from a simulated attestation.
     uint256 private constant _SIMULATED_BIT = 1 << 64;
     /// @dev The length of a packed item without its result.
-    uint256 private constant _PACKED_ITEM_HEAD = 144;
+    uint256 private constant _PACKED_ITEM_HEAD = 120;
     /// @dev Where {fulfillPacked}'s item starts in its calldata: after the selector, measurement, r and vs.
     uint256 private constant _PACKED_CALL_ITEM = 0x64;
     /// @dev {fulfillPacked}'s failure for a malformed call (not a SKIP_* reason: it always reverts).
@@ -94,9 +94,11 @@ contract Router is IRouter, IRouterAuthorizations {
 
     uint256 private immutable _cachedChainId;
     bytes32 private immutable _cachedDomainSeparator;
+    uint256 private immutable _cachedRequestIdPrefix;
 
-    /// @notice Number of requests made so far; the next request uses `nonce + 1`.
-    uint256 public nonce;
+    /// @notice Number of requests made so far. Request number `n` (from 1) has the id
+    ///         `requestIdPrefix() | n`; packed fulfilments carry `n` instead of the id.
+    uint64 public nonce;
     /// @notice Pending requests: request id => commitment. Zero once fulfilled or cancelled.
     mapping(bytes32 requestId => bytes32 commitment) public commitments;
     /// @notice Mirror of the registry's flag: whether signers registered from simulated attestations count.
@@ -132,12 +134,14 @@ contract Router is IRouter, IRouterAuthorizations {
         uint64 expiry,
         bytes input
     );
-    /// @notice A fulfilment was accepted; the callback's outcome is recorded here, not in a revert.
+    /// @notice A fulfilment was accepted: the request is settled, whatever its callback did. `status` is the
+    ///         enclave's. A callback that failed adds {CallbackFailed}; none means it succeeded.
     /// @dev The submitter, who is paid the fee, is the caller of the fulfil function (the transaction's sender
     ///      for a relayer): it is not repeated in every item's event.
-    event Fulfilled(
-        bytes32 indexed requestId, address indexed signer, uint8 status, bool callbackSucceeded, uint256 callbackGasUsed
-    );
+    event Fulfilled(bytes32 indexed requestId, address indexed signer, uint8 status);
+    /// @notice The callback of a fulfilled request reverted or ran out of its gas (`gasUsed`: the gas spent
+    ///         across the CALL), or the requester has no code to call (`gasUsed` 0). Emitted after {Fulfilled}.
+    event CallbackFailed(bytes32 indexed requestId, uint256 gasUsed);
     /// @notice A fulfilment was not delivered; `reason` is one of the SKIP_* constants.
     event FulfillmentSkipped(bytes32 indexed requestId, uint8 reason);
     /// @notice The registry set (expiry > 0) or removed (expiry = 0) `signer`'s authorization for each of
@@ -158,6 +162,7 @@ contract Router is IRouter, IRouterAuthorizations {
         maxCallbackGasLimit = maxCallbackGasLimit_;
         _cachedChainId = block.chainid;
         _cachedDomainSeparator = _buildDomainSeparator();
+        _cachedRequestIdPrefix = _buildRequestIdPrefix();
     }
 
     // ------------------------------------------------------------------ requests
@@ -176,7 +181,7 @@ contract Router is IRouter, IRouterAuthorizations {
         uint96 fee = uint96(msg.value);
         uint64 expiry = uint64(block.timestamp) + ttl;
         unchecked {
-            requestId = keccak256(abi.encode(block.chainid, address(this), msg.sender, ++nonce));
+            requestId = bytes32(requestIdPrefix() | ++nonce);
         }
         commitments[requestId] = _commitment(
             Request({
@@ -225,10 +230,11 @@ contract Router is IRouter, IRouterAuthorizations {
     }
 
     /// @notice Deliver one signed result given as a packed item: {fulfill}'s checks and effects for about
-    ///         3,400 gas less (no ABI-encoded struct, 80 calldata bytes less). Relayers' path for one result.
+    ///         3,700 gas less (no ABI-encoded struct, 128 calldata bytes less). Relayers' path for one result.
     /// @dev The calldata after the selector is not ABI-encoded: measurement (32) | r (32) | vs (32) | item,
     ///      where item is one item of {fulfillBatchSigned}'s packed format with flags 0 (docs/protocol.md,
-    ///      section 7.2): flags (1) | requestId (32) | requester (20) | jobId (32) | inputHash (32) |
+    ///      section 7.2): flags (1) | request number (8, the low 64 bits of the request id: the Router adds
+    ///      {requestIdPrefix}) | requester (20) | jobId (32) | inputHash (32) |
     ///      callbackGasLimit (4) | fee (12) | expiry (8) | status (1) | result length (2) | result, and nothing
     ///      after the result. (r, vs) is the item's own EIP-712 `Fulfillment` signature in compact (EIP-2098)
     ///      form, the one {fulfill} takes. Like {fulfill}, a request that is no longer pending is a no-op with
@@ -237,32 +243,36 @@ contract Router is IRouter, IRouterAuthorizations {
     ///      {PaymentFailed}).
     /// @return delivered True when the result was accepted (whatever the callback did).
     function fulfillPacked() external returns (bool delivered) {
-        bytes32 separator = domainSeparator();
+        (bytes32 separator, uint256 prefix) = _domain();
         bytes32 typeHash = FULFILLMENT_TYPEHASH;
         bytes32 fulfilledTopic = Fulfilled.selector;
+        bytes32 callbackFailedTopic = CallbackFailed.selector;
         bytes4 callbackSelector = ITeeBridgeConsumer.handleFulfillment.selector;
         bytes32 requestId;
         uint256 word;
         address signer;
         uint256 failure;
         // One pass, in {fulfill}'s order: the item's form, pending, commitment, expiry, signature, authorization;
-        // then the effects. Every way out but success `break`s with `failure` set, for the code below.
+        // then the effects. Every way out but success sets `failure` and `break`s, for the code below.
         assembly ("memory-safe") {
             for {} 1 {} {
+                let head := calldataload(_PACKED_CALL_ITEM) // flags (1) | request number (8) | ...
+                word := shr(40, calldataload(add(_PACKED_CALL_ITEM, 93))) // gas | fee | expiry | status | length
+                let length := and(word, 0xffff)
+                requestId := or(prefix, shr(192, shl(8, head)))
                 // The item: flags 0 and exactly its result after the head (this also rules out a short call).
-                word := shr(40, calldataload(add(_PACKED_CALL_ITEM, 117))) // gas | fee | expiry | status | length
-                requestId := calldataload(add(_PACKED_CALL_ITEM, 1))
-                failure := _MALFORMED
-                if or(
-                    byte(0, calldataload(_PACKED_CALL_ITEM)),
-                    iszero(eq(calldatasize(), add(add(_PACKED_CALL_ITEM, _PACKED_ITEM_HEAD), and(word, 0xffff))))
-                ) { break }
+                if or(byte(0, head), iszero(eq(calldatasize(), add(add(_PACKED_CALL_ITEM, _PACKED_ITEM_HEAD), length))))
+                {
+                    failure := _MALFORMED
+                    break
+                }
+                let requester := shr(96, calldataload(add(_PACKED_CALL_ITEM, 9)))
                 // The commitment: keccak256 of the Request struct's seven words (as {_commitment}).
                 let m := mload(0x40) // scratch above the free memory pointer, never allocated
                 mstore(m, requestId)
-                mstore(add(m, 0x20), shr(96, calldataload(add(_PACKED_CALL_ITEM, 33)))) // requester
-                mstore(add(m, 0x40), calldataload(add(_PACKED_CALL_ITEM, 53))) // jobId
-                mstore(add(m, 0x60), calldataload(add(_PACKED_CALL_ITEM, 85))) // inputHash
+                mstore(add(m, 0x20), requester)
+                mstore(add(m, 0x40), calldataload(add(_PACKED_CALL_ITEM, 29))) // jobId
+                mstore(add(m, 0x60), calldataload(add(_PACKED_CALL_ITEM, 61))) // inputHash
                 mstore(add(m, 0x80), shr(184, word)) // callbackGasLimit
                 mstore(add(m, 0xa0), and(shr(88, word), 0xffffffffffffffffffffffff)) // fee
                 mstore(add(m, 0xc0), and(shr(24, word), 0xffffffffffffffff)) // expiry
@@ -272,16 +282,19 @@ contract Router is IRouter, IRouterAuthorizations {
                 let slot := keccak256(0x00, 0x40)
                 {
                     let stored := sload(slot)
-                    failure := SKIP_NOT_PENDING
-                    if iszero(stored) { break }
-                    failure := SKIP_COMMITMENT_MISMATCH
-                    if iszero(eq(stored, commitment)) { break }
+                    if iszero(eq(stored, commitment)) {
+                        failure := SKIP_COMMITMENT_MISMATCH
+                        if iszero(stored) { failure := SKIP_NOT_PENDING }
+                        break
+                    }
                 }
-                failure := SKIP_EXPIRED
-                if gt(timestamp(), mload(add(m, 0xc0))) { break }
+                if gt(timestamp(), mload(add(m, 0xc0))) {
+                    failure := SKIP_EXPIRED
+                    break
+                }
                 // The digest of Fulfillment(requestId, commitment, status, keccak256(result), measurement).
-                calldatacopy(m, add(_PACKED_CALL_ITEM, _PACKED_ITEM_HEAD), and(word, 0xffff))
-                mstore(add(m, 0x80), keccak256(m, and(word, 0xffff)))
+                calldatacopy(m, add(_PACKED_CALL_ITEM, _PACKED_ITEM_HEAD), length)
+                mstore(add(m, 0x80), keccak256(m, length))
                 mstore(m, typeHash)
                 mstore(add(m, 0x20), requestId)
                 mstore(add(m, 0x40), commitment)
@@ -293,27 +306,34 @@ contract Router is IRouter, IRouterAuthorizations {
                 mstore(add(m, 0x22), commitment)
                 mstore(m, keccak256(m, 0x42))
                 // ecrecover of the compact signature, refusing malleable (high s) ones (as {_recover}).
-                failure := SKIP_BAD_SIGNATURE
                 {
                     let vs := calldataload(0x44)
                     let sValue := and(vs, 0x7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff)
-                    if gt(sValue, _HALF_CURVE_ORDER) { break }
+                    if gt(sValue, _HALF_CURVE_ORDER) {
+                        failure := SKIP_BAD_SIGNATURE
+                        break
+                    }
                     mstore(add(m, 0x20), add(shr(255, vs), 27))
                     mstore(add(m, 0x40), calldataload(0x24))
                     mstore(add(m, 0x60), sValue)
                 }
-                if iszero(staticcall(gas(), 0x01, m, 0x80, 0x00, 0x20)) { break }
-                if iszero(eq(returndatasize(), 0x20)) { break }
+                // The precompile writes nothing for a signature that recovers no key: 0x00 stays zero.
+                mstore(0x00, 0)
+                pop(staticcall(gas(), 0x01, m, 0x80, 0x00, 0x20))
                 signer := mload(0x00)
+                if iszero(signer) {
+                    failure := SKIP_BAD_SIGNATURE
+                    break
+                }
                 // The authorization record (as {isAuthorized}).
-                failure := SKIP_UNAUTHORIZED_SIGNER
                 mstore(m, signer)
-                mstore(add(m, 0x20), calldataload(add(_PACKED_CALL_ITEM, 53))) // jobId
+                mstore(add(m, 0x20), calldataload(add(_PACKED_CALL_ITEM, 29))) // jobId
                 mstore(add(m, 0x40), calldataload(0x04)) // measurement
                 mstore(0x00, keccak256(m, 0x60))
                 mstore(0x20, _authorizations.slot)
                 {
                     let record := sload(keccak256(0x00, 0x40))
+                    failure := SKIP_UNAUTHORIZED_SIGNER
                     if iszero(gt(and(record, 0xffffffffffffffff), timestamp())) { break }
                     // A simulated signer also needs the flag: one more slot, on local chains only.
                     if and(record, _SIMULATED_BIT) {
@@ -323,33 +343,31 @@ contract Router is IRouter, IRouterAuthorizations {
                 }
                 // Effects, then the callback with exactly the requested gas (as {_deliver}).
                 sstore(slot, 0)
-                mstore(add(m, 0x20), 0) // callbackSucceeded
-                mstore(add(m, 0x40), 0) // callbackGasUsed
-                {
-                    let target := shr(96, calldataload(add(_PACKED_CALL_ITEM, 33)))
-                    if extcodesize(target) {
-                        // abi.encodeCall(ITeeBridgeConsumer.handleFulfillment, (requestId, status, result))
-                        let data := add(m, 0x60)
-                        let size := add(0x84, and(add(and(word, 0xffff), 31), not(31)))
-                        mstore(add(data, sub(size, 0x20)), 0) // the last word's padding
-                        mstore(data, callbackSelector)
-                        mstore(add(data, 0x04), requestId)
-                        mstore(add(data, 0x24), and(shr(16, word), 0xff))
-                        mstore(add(data, 0x44), 0x60)
-                        mstore(add(data, 0x64), and(word, 0xffff))
-                        calldatacopy(add(data, 0x84), add(_PACKED_CALL_ITEM, _PACKED_ITEM_HEAD), and(word, 0xffff))
-                        // Checked just before the CALL (as {_callWithExactGas}).
-                        failure := _STARVED
-                        let available := sub(gas(), _GAS_FOR_CALL_EXACT_CHECK)
-                        if lt(gas(), _GAS_FOR_CALL_EXACT_CHECK) { break }
-                        if iszero(gt(sub(available, div(available, 64)), shr(184, word))) { break }
-                        available := gas()
-                        mstore(add(m, 0x20), call(shr(184, word), target, 0, data, size, 0, 0))
-                        mstore(add(m, 0x40), sub(available, gas()))
-                    }
+                mstore(add(m, 0x20), 0) // the callback's success
+                mstore(add(m, 0x40), 0) // the gas it used
+                if extcodesize(requester) {
+                    // abi.encodeCall(ITeeBridgeConsumer.handleFulfillment, (requestId, status, result))
+                    let data := add(m, 0x60)
+                    let size := add(0x84, and(add(length, 31), not(31)))
+                    mstore(add(data, sub(size, 0x20)), 0) // the last word's padding
+                    mstore(data, callbackSelector)
+                    mstore(add(data, 0x04), requestId)
+                    mstore(add(data, 0x24), and(shr(16, word), 0xff))
+                    mstore(add(data, 0x44), 0x60)
+                    mstore(add(data, 0x64), length)
+                    calldatacopy(add(data, 0x84), add(_PACKED_CALL_ITEM, _PACKED_ITEM_HEAD), length)
+                    // Checked just before the CALL (as {_callWithExactGas}).
+                    failure := _STARVED
+                    let available := sub(gas(), _GAS_FOR_CALL_EXACT_CHECK)
+                    if lt(gas(), _GAS_FOR_CALL_EXACT_CHECK) { break }
+                    if iszero(gt(sub(available, div(available, 64)), shr(184, word))) { break }
+                    available := gas()
+                    mstore(add(m, 0x20), call(shr(184, word), requester, 0, data, size, 0, 0))
+                    mstore(add(m, 0x40), sub(available, gas()))
                 }
                 mstore(m, and(shr(16, word), 0xff)) // status
-                log3(m, 0x60, fulfilledTopic, requestId, signer)
+                log3(m, 0x20, fulfilledTopic, requestId, signer)
+                if iszero(mload(add(m, 0x20))) { log2(add(m, 0x40), 0x20, callbackFailedTopic, requestId) }
                 // The fee to the submitter (as {_pay}).
                 {
                     let fee := and(shr(88, word), 0xffffffffffffffffffffffff)
@@ -396,7 +414,8 @@ contract Router is IRouter, IRouterAuthorizations {
     /// @notice Deliver many results under one enclave signature over the whole batch (EIP-712
     ///         `FulfillmentBatch`): the cheap path for relayers, about two fifths of {fulfillBatch}'s overhead.
     /// @dev `items` is the concatenation of packed items (docs/protocol.md, section 7.1): flags (1) |
-    ///      requestId (32) | requester (20, left out under SAME_REQUESTER) | jobId (32, left out under SAME_JOB) |
+    ///      request number (8, see {fulfillPacked}) | requester (20, left out under SAME_REQUESTER) | jobId (32, left
+    ///      out under SAME_JOB) |
     ///      inputHash (32) | callbackGasLimit (4) | fee (12) | expiry (8) | status (1) | result length (2) |
     ///      result. A left-out field is the previous item's. The signature covers every item, so a relayer
     ///      can neither add, drop, reorder nor alter one; an item that is no longer pending, does not match its
@@ -461,6 +480,14 @@ contract Router is IRouter, IRouterAuthorizations {
     /// @return The domain separator.
     function domainSeparator() public view returns (bytes32) {
         return block.chainid == _cachedChainId ? _cachedDomainSeparator : _buildDomainSeparator();
+    }
+
+    /// @notice The high 192 bits every request id of this router on the current chain starts with: those of
+    ///         keccak256(abi.encode(chainId, router)). The low 64 bits are the request's number (docs/protocol.md,
+    ///         section 2).
+    /// @return The prefix, its low 64 bits zero.
+    function requestIdPrefix() public view returns (uint256) {
+        return block.chainid == _cachedChainId ? _cachedRequestIdPrefix : _buildRequestIdPrefix();
     }
 
     /// @notice The stored commitments of many requests at once (zero: unknown, fulfilled or cancelled).
@@ -581,10 +608,10 @@ contract Router is IRouter, IRouterAuthorizations {
         assembly ("memory-safe") {
             let end := add(items.offset, items.length)
             for { let item := items.offset } lt(item, end) { commitmentsAt := add(commitmentsAt, 0x20) } {
-                let requestId := calldataload(add(item, 1))
+                let requestId := or(mload(add(frame, 0xc0)), shr(192, calldataload(add(item, 1)))) // prefix | number
                 {
                     let flags := byte(0, calldataload(item))
-                    item := add(item, 33)
+                    item := add(item, 9)
                     if iszero(and(flags, SAME_REQUESTER)) {
                         mstore(add(frame, 0x1c0), shr(96, calldataload(item)))
                         item := add(item, 20)
@@ -634,8 +661,8 @@ contract Router is IRouter, IRouterAuthorizations {
                     sstore(slot, 0)
                     let out := frame // the event data; a copy near the top of the stack
                     let requester := mload(add(out, 0x1c0))
-                    mstore(add(out, 0x20), 0) // callbackSucceeded
-                    mstore(add(out, 0x40), 0) // callbackGasUsed
+                    mstore(add(out, 0x20), 0) // the callback's gas used (CallbackFailed's data)
+                    let ok := 0
                     if extcodesize(requester) {
                         // abi.encodeCall(ITeeBridgeConsumer.handleFulfillment, (requestId, status, result))
                         let length := and(shr(40, word), 0xffff)
@@ -655,11 +682,12 @@ contract Router is IRouter, IRouterAuthorizations {
                             break
                         }
                         let before := gas()
-                        mstore(add(out, 0x20), call(gasLimit, requester, 0, data, size, 0, 0))
-                        mstore(add(out, 0x40), sub(before, gas()))
+                        ok := call(gasLimit, requester, 0, data, size, 0, 0)
+                        mstore(add(out, 0x20), sub(before, gas()))
                     }
                     mstore(out, byte(24, word))
-                    log3(out, 0x60, mload(add(out, 0x60)), requestId, mload(add(out, 0xa0)))
+                    log3(out, 0x20, mload(add(out, 0x60)), requestId, mload(add(out, 0xa0)))
+                    if iszero(ok) { log2(add(out, 0x20), 0x20, mload(add(out, 0x40)), requestId) }
                     fees := add(fees, and(shr(128, word), 0xffffffffffffffffffffffff))
                     delivered := add(delivered, 1)
                 }
@@ -673,21 +701,26 @@ contract Router is IRouter, IRouterAuthorizations {
     }
 
     /// @dev Writes the memory frame {_deliverPackedItems} reuses for every item, above the free memory pointer
-    ///      (never allocated): 0x00 event data (status, callbackSucceeded, callbackGasUsed) | 0x60 Fulfilled's
-    ///      topic | 0x80 FulfillmentSkipped's topic | 0xa0 signer | 0xe0 the job of the last authorization
+    ///      (never allocated): 0x00 Fulfilled's data (status) | 0x20 CallbackFailed's data (gas used) | 0x40
+    ///      CallbackFailed's topic | 0x60 Fulfilled's
+    ///      topic | 0x80 FulfillmentSkipped's topic | 0xa0 signer | 0xc0 {requestIdPrefix} | 0xe0 the job of the last authorization
     ///      record read | 0x100 its answer: 0 not read yet, else 1 + the skip reason it gives (0 or
     ///      SKIP_UNAUTHORIZED_SIGNER) | 0x124 the record's key words: signer, jobId, measurement | 0x1a0 a request whose callback
     ///      the transaction cannot give its gas to (0: none) | 0x1c0 the current item's requester | 0x1e0 its
     ///      jobId (both kept for the next item's SAME_* flags) | 0x200 handleFulfillment calldata.
-    function _deliveryFrame(address signer, bytes32 measurement) private pure returns (uint256 frame) {
+    function _deliveryFrame(address signer, bytes32 measurement) private view returns (uint256 frame) {
+        uint256 prefix = requestIdPrefix();
         bytes32 fulfilledTopic = Fulfilled.selector;
         bytes32 skippedTopic = FulfillmentSkipped.selector;
+        bytes32 callbackFailedTopic = CallbackFailed.selector;
         bytes4 callbackSelector = ITeeBridgeConsumer.handleFulfillment.selector;
         assembly ("memory-safe") {
             frame := mload(0x40)
+            mstore(add(frame, 0x40), callbackFailedTopic)
             mstore(add(frame, 0x60), fulfilledTopic)
             mstore(add(frame, 0x80), skippedTopic)
             mstore(add(frame, 0xa0), signer)
+            mstore(add(frame, 0xc0), prefix)
             mstore(add(frame, 0x100), 0)
             mstore(add(frame, 0x124), signer)
             mstore(add(frame, 0x164), measurement)
@@ -718,7 +751,8 @@ contract Router is IRouter, IRouterAuthorizations {
         delete commitments[req.requestId];
         (bool ok, uint256 gasUsed) =
             _callWithExactGas(req.requestId, req.callbackGasLimit, req.requester, _callbackData(req, status, result));
-        emit Fulfilled(req.requestId, signer, status, ok, gasUsed);
+        emit Fulfilled(req.requestId, signer, status);
+        if (!ok) emit CallbackFailed(req.requestId, gasUsed);
     }
 
     /// @dev `abi.encodeCall(ITeeBridgeConsumer.handleFulfillment, (requestId, status, result))`, written above
@@ -757,10 +791,16 @@ contract Router is IRouter, IRouterAuthorizations {
         uint256 hashesAt;
         uint256 count;
         uint256 malformedAt = type(uint256).max;
+        {
+            uint256 prefix = requestIdPrefix();
+            assembly ("memory-safe") {
+                commitmentsAt := mload(0x40)
+                hashesAt := add(commitmentsAt, shl(5, div(items.length, _PACKED_ITEM_MIN))) // room for every item
+                mstore(add(hashesAt, sub(hashesAt, commitmentsAt)), prefix) // the word before `pre` below
+            }
+        }
         assembly ("memory-safe") {
-            commitmentsAt := mload(0x40)
-            hashesAt := add(commitmentsAt, shl(5, div(items.length, _PACKED_ITEM_MIN))) // room for every item
-            let pre := add(hashesAt, sub(hashesAt, commitmentsAt)) // the Request struct's seven words
+            let pre := add(add(hashesAt, sub(hashesAt, commitmentsAt)), 0x20) // the Request struct's seven words
             let scratch := add(pre, 0xe0) // hashStruct(Fulfillment)'s six words, and the result for its hash
             let end := add(items.offset, items.length)
             for { let item := items.offset } lt(item, end) { count := add(count, 1) } {
@@ -771,8 +811,8 @@ contract Router is IRouter, IRouterAuthorizations {
                     malformedAt := sub(start, items.offset)
                     break
                 }
-                mstore(pre, calldataload(add(item, 1))) // requestId
-                item := add(item, 33)
+                mstore(pre, or(mload(sub(pre, 0x20)), shr(192, calldataload(add(item, 1))))) // prefix | number
+                item := add(item, 9)
                 if iszero(and(flags, SAME_REQUESTER)) {
                     mstore(add(pre, 0x20), shr(96, calldataload(item))) // requester
                     item := add(item, 20)
@@ -859,5 +899,15 @@ contract Router is IRouter, IRouterAuthorizations {
 
     function _buildDomainSeparator() private view returns (bytes32) {
         return keccak256(abi.encode(_DOMAIN_TYPEHASH, _NAME_HASH, _VERSION_HASH, block.chainid, address(this)));
+    }
+
+    /// @dev {domainSeparator} and {requestIdPrefix} with one chain id check.
+    function _domain() private view returns (bytes32 separator, uint256 prefix) {
+        if (block.chainid == _cachedChainId) return (_cachedDomainSeparator, _cachedRequestIdPrefix);
+        return (_buildDomainSeparator(), _buildRequestIdPrefix());
+    }
+
+    function _buildRequestIdPrefix() private view returns (uint256) {
+        return uint256(keccak256(abi.encode(block.chainid, address(this)))) & ~uint256(type(uint64).max);
     }
 }

@@ -6,7 +6,8 @@ pragma solidity 0.8.28;
 interface ITeeBridgeConsumer {
     /// @notice Receive the result of a request.
     /// @dev Called by the Router with exactly the `callbackGasLimit` the request asked for.
-    ///      A revert here is recorded in the Router's `Fulfilled` event; it does not undo the fulfilment.
+    ///      A revert here (or running out of gas) is recorded by the Router's `CallbackFailed` event; it does not
+    ///      undo the fulfilment.
     /// @param requestId The id returned by `Router.request`.
     /// @param status 0 for success; any other value is an error status and `result` is abi.encode(string reason).
     /// @param result The job's ABI-encoded output (or the error reason).
