@@ -29,14 +29,14 @@ from verifier.envelope import plain
 from verifier.hashing import keccak256
 from verifier.protocol import Request, pack_fulfillment
 
-#: ExampleConsumer.send -> Router.request with a 32-byte input (measured 65,721).
+#: ExampleConsumer.send -> Router.request with a 32-byte input (measured 65,585).
 MAX_REQUEST_VIA_CONSUMER_32B = 69_000
-#: fulfill gasUsed minus the consumer's own gas (callTracer), 32-byte result (measured 39,979 since the Router reads
+#: fulfill gasUsed minus the consumer's own gas (callTracer), 32-byte result (measured 39,967 since the Router reads
 #: its own copy of the authorizations and leaner events; 49,801 when it called the registry).
 MAX_FULFILL_OVERHEAD = 42_500
 #: a fulfilment of a request that is already settled: FulfillmentSkipped, no state change.
 MAX_REPLAYED_FULFILL = 40_000
-#: fulfillBatch of 10 items, gasUsed / 10, callback included (measured 87,587).
+#: fulfillBatch of 10 items, gasUsed / 10, callback included (measured 86,953).
 MAX_BATCH_10_PER_ITEM = 92_000
 
 #: fulfillBatchSigned of 50 TrivialConsumer callbacks (one 32-byte store each), gasUsed / 50, callback
@@ -47,7 +47,7 @@ MAX_BATCH_SIGNED_50_TRIVIAL_PER_ITEM = 30_000
 
 #: fulfillPacked (the relayer's call for one result) of a TrivialConsumer callback, 32-byte result: issue 6's
 #: target, under 60,000 and so below API3's fulfil (60,149 measured the same way). Measured 59,560-59,572 by
-#: ``python -m bench.gas``; Router.fulfill, the ABI-encoded form: 63,300.
+#: ``python -m bench.gas``; Router.fulfill, the ABI-encoded form: 63,312.
 MAX_FULFILL_PACKED_TRIVIAL = 60_000
 
 #: TrivialConsumer.send -> Router.request with a 64-byte input (measured 59,788): issue 6's target.
