@@ -426,8 +426,10 @@ class Submitter:
         """The call for ``batch`` and the items it carries: ``fulfillBatchSigned`` (one enclave signature, the cheap
         path) for several when their enclave signs the batch; else, each with its own signature, ``fulfillPacked``
         for one item (``fulfill`` for a result too long to pack) or ``fulfillBatch``, for the items whose signature
-        checks out (the others are executed again). None when no item is left."""
-        if len(batch) > 1:
+        checks out (the others are executed again). None when no item is left. Packed items carry only the request
+        number (the Router adds its id prefix), so a request whose id is not of this Router's prefix on this chain (made
+        before a fork that changed the chain id) goes out with its full id: ``fulfill`` or ``fulfillBatch``."""
+        if len(batch) > 1 and self._packable(batch):
             results = [signed for _, signed in batch]
             signature = self._batch_signature(results)
             if signature is not None:
@@ -439,13 +441,17 @@ class Submitter:
             return None, batch
         if len(batch) == 1:
             stored, signed = batch[0]
-            if len(signed.result) <= MAX_PACKED_RESULT and self.packed_supported():
+            if len(signed.result) <= MAX_PACKED_RESULT and self._packable(batch) and self.packed_supported():
                 r, vs = signed.compact_signature()
                 body = pack_fulfillment(stored.request(), signed.status, signed.result, signed.measurement, r, vs)
                 return self.calls.encode_unencoded("fulfillPacked", body), batch
             return self.calls.encode("fulfill", [signed.call_args(stored.request())]), batch
         args = [signed.call_args(stored.request()) for stored, signed in batch]
         return self.calls.encode("fulfillBatch", [args]), batch
+
+    def _packable(self, batch: list[tuple[StoredRequest, SignedResult]]) -> bool:
+        """Whether every request of ``batch`` has this Router's id prefix on this chain (packed items can carry it)."""
+        return all(self.domain.owns_request_id(stored.request_id) for stored, _ in batch)
 
     def packed_supported(self) -> bool:
         """Whether the Router has ``fulfillPacked`` (Routers deployed before it came have not: their single

@@ -214,7 +214,7 @@ def _tick_until_delivered(relayer: Relayer, ids: list[bytes], passes: int = 10) 
         relayer.tick()
         if all(relayer.store.get(i).state == DELIVERED for i in ids):
             return
-    raise AssertionError({i.hex(): relayer.store.get(i).state for i in ids})
+    raise AssertionError({i.hex(): (relayer.store.get(i).state, relayer.store.get(i).outcome) for i in ids})
 
 
 def _fulfilment_functions(stack: LocalStack, request_ids: list[bytes]) -> dict[str, int]:
@@ -447,3 +447,25 @@ def test_an_unreachable_store_stops_a_pass_at_the_account_leases(
     assert report.errors == ["accounts: could not renew their leases: connection refused"]
     monkeypatch.undo()
     relayer.close()
+
+
+def test_requests_from_before_a_chain_id_change_are_delivered_with_their_full_ids(
+    local: LocalStack, tmp_path: Path
+) -> None:
+    """After a fork that changes the chain id, a request made before it keeps the old chain's id prefix, which
+    packed items cannot carry (the Router puts its new prefix back): it must go out with its full id (``fulfill``,
+    ``fulfillBatch``), and it must not take the new chain's requests down with it in one batch."""
+    before = [request_echo(local, b"before fork %d" % i) for i in range(2)]
+    w3 = ChainClient(local.anvil.rpc_url, USER_KEY).w3
+    old_chain_id = w3.eth.chain_id
+    new_chain_id = 1337 if old_chain_id != 1337 else 31337  # another local chain id: no confirmations either
+    w3.provider.make_request("anvil_setChainId", [new_chain_id])
+    try:
+        after = request_echo(local, b"after fork")
+        new_domain = Domain(new_chain_id, local.deployment.router)
+        assert not any(new_domain.owns_request_id(i) for i in before) and new_domain.owns_request_id(after)
+        relayer = relayer_for(local, tmp_path / "r.sqlite")  # started after the fork: the new chain's domain
+        _tick_until_delivered(relayer, [*before, after])
+        relayer.close()
+    finally:
+        w3.provider.make_request("anvil_setChainId", [old_chain_id])
