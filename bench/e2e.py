@@ -229,7 +229,8 @@ class E2EBench:
         self._requested: dict[bytes, int] = {}
         self._fulfilled: dict[bytes, list[int]] = {}
         self._skipped: list[bytes] = []
-        self._failed_callbacks = 0
+        self._failed_callbacks: set[bytes] = set()
+        """Requests fulfilled with a non-zero status or a failed callback (a set: a request can have both)."""
 
     def run(
         self, *, senders: int, rate: float, duration: float, drain: float, block_time: int
@@ -303,9 +304,9 @@ class E2EBench:
                         args = FULFILLED.decode(log)
                         self._fulfilled.setdefault(bytes(args["requestId"]), []).append(block)
                         if args["status"] != 0:
-                            self._failed_callbacks += 1
+                            self._failed_callbacks.add(bytes(args["requestId"]))
                     elif CALLBACK_FAILED.matches(log):
-                        self._failed_callbacks += 1
+                        self._failed_callbacks.add(bytes(CALLBACK_FAILED.decode(log)["requestId"]))
                     else:
                         self._skipped.append(bytes(SKIPPED.decode(log)["requestId"]))
                 self._next_block = head + 1
@@ -341,7 +342,7 @@ class E2EBench:
         detail = {
             "fulfilled": len(done),
             "fulfillmentSkipped": len(skipped),
-            "fulfilledWithFailedCallbackOrStatus": self._failed_callbacks,
+            "fulfilledWithFailedCallbackOrStatus": len(self._failed_callbacks),
             "transactionsBroadcast": n_sent,
             "sendSeconds": round(send_s, 1),
             "offeredRps": round(n_sent / send_s, 1) if send_s else None,
