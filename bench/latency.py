@@ -140,7 +140,7 @@ class LatencyBench:
         failed = [
             e
             for e in self.router.events.CallbackFailed().process_receipt(receipt, errors=DISCARD)
-            if bytes(e["args"]["requestId"]) == sent.request_id
+            if e["address"] == self.router.address and bytes(e["args"]["requestId"]) == sent.request_id
         ]
         if args["status"] != Status.OK or failed:
             raise RuntimeError(

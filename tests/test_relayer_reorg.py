@@ -154,7 +154,8 @@ def test_reincluded_request_is_delivered_once(local: LocalStack, tmp_path: Path)
 
 
 def test_request_id_reused_on_the_new_chain_is_relayed_with_its_new_fields(local: LocalStack, tmp_path: Path) -> None:
-    """The Router's id is (consumer, global nonce): after a reorg the next request can take an orphaned id."""
+    """The Router's id is its prefix and the request's number: after a reorg the next request can take an orphaned
+    id (and, since the requester is not in the id, even another requester's)."""
     user = User(local)
     start = user.w3.eth.block_number + 1
     old_id, _ = user.send(user.sign(b"old"))

@@ -62,7 +62,7 @@ contract Router is IRouter, IRouterAuthorizations {
     uint8 public constant SAME_REQUESTER = 1;
     /// @notice Packed item flag of {fulfillBatchSigned}: the item omits `jobId`, it is the previous item's.
     uint8 public constant SAME_JOB = 2;
-    /// @dev The shortest packed item: flags, requestId, inputHash, the 27-byte word, an empty result.
+    /// @dev The shortest packed item: flags, request number, inputHash, the 27-byte word, an empty result.
     uint256 private constant _PACKED_ITEM_MIN = 68;
     bytes32 private constant _DOMAIN_TYPEHASH =
         keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)");
@@ -484,7 +484,7 @@ contract Router is IRouter, IRouterAuthorizations {
 
     /// @notice The high 192 bits every request id of this router on the current chain starts with: those of
     ///         keccak256(abi.encode(chainId, router)). The low 64 bits are the request's number (docs/protocol.md,
-    ///         section 2).
+    ///         section 3.1).
     /// @return The prefix, its low 64 bits zero.
     function requestIdPrefix() public view returns (uint256) {
         return block.chainid == _cachedChainId ? _cachedRequestIdPrefix : _buildRequestIdPrefix();
@@ -702,10 +702,10 @@ contract Router is IRouter, IRouterAuthorizations {
 
     /// @dev Writes the memory frame {_deliverPackedItems} reuses for every item, above the free memory pointer
     ///      (never allocated): 0x00 Fulfilled's data (status) | 0x20 CallbackFailed's data (gas used) | 0x40
-    ///      CallbackFailed's topic | 0x60 Fulfilled's
-    ///      topic | 0x80 FulfillmentSkipped's topic | 0xa0 signer | 0xc0 {requestIdPrefix} | 0xe0 the job of the last authorization
-    ///      record read | 0x100 its answer: 0 not read yet, else 1 + the skip reason it gives (0 or
-    ///      SKIP_UNAUTHORIZED_SIGNER) | 0x124 the record's key words: signer, jobId, measurement | 0x1a0 a request whose callback
+    ///      CallbackFailed's topic | 0x60 Fulfilled's topic | 0x80 FulfillmentSkipped's topic | 0xa0 signer |
+    ///      0xc0 {requestIdPrefix} | 0xe0 the job of the last authorization record read | 0x100 its answer: 0 not
+    ///      read yet, else 1 + the skip reason it gives (0 or SKIP_UNAUTHORIZED_SIGNER) | 0x124 the record's key
+    ///      words: signer, jobId, measurement | 0x1a0 a request whose callback
     ///      the transaction cannot give its gas to (0: none) | 0x1c0 the current item's requester | 0x1e0 its
     ///      jobId (both kept for the next item's SAME_* flags) | 0x200 handleFulfillment calldata.
     function _deliveryFrame(address signer, bytes32 measurement) private view returns (uint256 frame) {
