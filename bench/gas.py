@@ -42,7 +42,6 @@ from bench.harness import (
     GasBreakdown,
     breakdown,
     environment,
-    failed_callback_events,
     fulfilled_events,
     pseudo_random_bytes,
     register,
@@ -51,6 +50,7 @@ from bench.harness import (
 )
 from bench.schema import SYSTEMS, gas_document
 from teebridge.anvil import Anvil
+from teebridge.client import failed_callbacks
 from teebridge.testkit import fulfill_packed_call
 from verifier.envelope import Binding, encrypt, plain
 from verifier.protocol import Request, pack_fulfillment
@@ -233,7 +233,7 @@ class GasBench:
             call = router.functions.fulfill(args)
         receipt = self.chain.relayer.send(call)
         events = fulfilled_events(self.chain, receipt)
-        failed = failed_callback_events(self.chain, receipt)
+        failed = failed_callbacks(self.chain.router(), receipt)
         if len(events) != expected or failed:
             raise RuntimeError(f"expected {expected} successful callbacks, got {len(events)} and {len(failed)} failed")
         callee = callee or self.chain.deployment.consumer

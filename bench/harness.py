@@ -120,13 +120,6 @@ def fulfilled_events(chain: Chain, receipt: TxReceipt) -> list[Any]:
     ]
 
 
-def failed_callback_events(chain: Chain, receipt: TxReceipt) -> list[Any]:
-    """The Router's ``CallbackFailed`` events in ``receipt`` (none when every callback succeeded)."""
-    router = chain.router()
-    events = router.events.CallbackFailed().process_receipt(receipt, errors=DISCARD)
-    return [e for e in events if e["address"] == router.address]
-
-
 # ------------------------------------------------------------------ gas accounting
 
 

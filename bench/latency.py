@@ -30,12 +30,11 @@ from dataclasses import fields
 from typing import Any
 
 import eth_abi
-from web3.logs import DISCARD
 
 from bench.harness import CREDIT_SCORE_JOB, ECHO_JOB, environment, pseudo_random_bytes, write_json
 from coprocessor.ai.builtin import BUILTIN_MODEL_HASH
 from relayer.chain import ChainClient
-from teebridge.client import build_input, live_enclave_keys, send_via_consumer
+from teebridge.client import build_input, failed_callbacks, live_enclave_keys, send_via_consumer
 from teebridge.stack import USER_KEY, LocalStack
 from verifier.envelope import plain
 from verifier.protocol import Status, job_id
@@ -137,14 +136,10 @@ class LatencyBench:
             time.sleep(CLIENT_POLL)
         args = logs[0]["args"]
         receipt = self.router.w3.eth.get_transaction_receipt(logs[0]["transactionHash"])
-        failed = [
-            e
-            for e in self.router.events.CallbackFailed().process_receipt(receipt, errors=DISCARD)
-            if e["address"] == self.router.address and bytes(e["args"]["requestId"]) == sent.request_id
-        ]
-        if args["status"] != Status.OK or failed:
+        failed = failed_callbacks(self.router, receipt).get(sent.request_id)
+        if args["status"] != Status.OK or failed is not None:
             raise RuntimeError(
-                f"request 0x{sent.request_id.hex()} answered with {dict(args)}, failed callback: {failed}"
+                f"request 0x{sent.request_id.hex()} answered with {dict(args)}; failed callback used {failed} gas"
             )
         return {
             "seconds": round(seconds, 4),

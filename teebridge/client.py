@@ -157,7 +157,8 @@ def wait_for_answer(
             tx = w3.eth.get_transaction(event["transactionHash"])
             domain = Domain(w3.eth.chain_id, router.address)
             result = _result_from_transaction(router, tx, request_id, event["args"]["signer"], domain)
-            failed = _failed_callback_gas(router, event["transactionHash"], request_id)
+            receipt = w3.eth.get_transaction_receipt(event["transactionHash"])
+            failed = failed_callbacks(router, receipt).get(request_id)
             block = w3.eth.get_block(event["blockNumber"])
             return Answer(
                 request_id=request_id,
@@ -189,13 +190,16 @@ class UnreadableResultError(ValueError):
     """The fulfilment happened, but its result cannot be read back from the transaction that made it."""
 
 
-def _failed_callback_gas(router: Contract, tx_hash: Any, request_id: bytes) -> int | None:
-    """``CallbackFailed.gasUsed`` for ``request_id`` in the transaction that fulfilled it; None if there is none."""
-    receipt = router.w3.eth.get_transaction_receipt(tx_hash)
-    for event in router.events.CallbackFailed().process_receipt(receipt, errors=DISCARD):
-        if event["address"].lower() == router.address.lower() and bytes(event["args"]["requestId"]) == request_id:
-            return int(event["args"]["gasUsed"])
-    return None
+def failed_callbacks(router: Contract, receipt: Mapping[str, Any]) -> dict[bytes, int]:
+    """Request id -> gas used, for each ``CallbackFailed`` the Router emitted in ``receipt`` (a callback that
+    reverted or ran out of gas, or a requester without code). A request delivered in ``receipt`` and absent here
+    had a callback that succeeded. Logs of other contracts (a consumer's look-alike event) are ignored."""
+    events = router.events.CallbackFailed().process_receipt(receipt, errors=DISCARD)
+    return {
+        bytes(e["args"]["requestId"]): int(e["args"]["gasUsed"])
+        for e in events
+        if e["address"].lower() == router.address.lower()
+    }
 
 
 def _result_from_transaction(

@@ -12,11 +12,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from web3.contract import Contract
 from web3.exceptions import ContractCustomError, ContractLogicError
-from web3.logs import DISCARD
 
 from bench.harness import frame_gas
 from relayer.chain import ChainClient
 from teebridge.anvil import DEV_KEYS
+from teebridge.client import failed_callbacks as client_failed_callbacks
 from teebridge.deploy import Deployment, deploy_all
 from teebridge.gatekeeper_service import Outcome
 from teebridge.processes import Child, python_module
@@ -124,8 +124,7 @@ def router_as(stack: Stack, client: ChainClient) -> Contract:
 
 def failed_callbacks(stack: Stack, receipt) -> dict[bytes, int]:
     """Request id -> gas used, for each of the Router's ``CallbackFailed`` events in ``receipt``."""
-    events = stack.router.events.CallbackFailed().process_receipt(receipt, errors=DISCARD)
-    return {bytes(e["args"]["requestId"]): e["args"]["gasUsed"] for e in events if e["address"] == stack.router.address}
+    return client_failed_callbacks(stack.router, receipt)
 
 
 def consumer_gas(stack: Stack, receipt, consumer: str) -> int:

@@ -5,10 +5,11 @@ consumer got. Encoded with the Router's real ABI; no chain needed."""
 from __future__ import annotations
 
 import pytest
+from hexbytes import HexBytes
 from web3 import Web3
 
 from contracts.artifacts import load_artifact
-from teebridge.client import UnreadableResultError, _result_from_transaction
+from teebridge.client import UnreadableResultError, _result_from_transaction, failed_callbacks
 from teebridge.testkit import DevEnclave
 from verifier.hashing import keccak256
 from verifier.protocol import Domain, Request, pack_fulfillment, request_id
@@ -73,3 +74,27 @@ def test_an_item_the_event_signer_did_not_sign_is_not_read() -> None:
     tampered[-4:] = b"FAKE"  # the honest signature over another result recovers to someone else
     with pytest.raises(UnreadableResultError):
         _result_from_transaction(ROUTER, tx(bytes(tampered)), REQUEST.request_id, HONEST.address, DOMAIN)
+
+
+def test_failed_callbacks_reads_only_the_routers_callback_failed() -> None:
+    """A consumer's look-alike ``CallbackFailed`` cannot make the SDK report a failed callback."""
+    topic = keccak256(b"CallbackFailed(bytes32,uint256)")
+    other_id = request_id(31337, ROUTER.address, 8)
+
+    def log(address: str, rid: bytes, gas: int, index: int) -> dict:
+        return {
+            "address": address,
+            "topics": [HexBytes(topic), HexBytes(rid)],
+            "data": HexBytes(gas.to_bytes(32, "big")),
+            "blockNumber": 1,
+            "blockHash": HexBytes(b"\x01" * 32),
+            "transactionHash": HexBytes(b"\x02" * 32),
+            "transactionIndex": 0,
+            "logIndex": index,
+            "removed": False,
+        }
+
+    impostor = Web3.to_checksum_address("0x" + "66" * 20)
+    receipt = {"logs": [log(ROUTER.address, REQUEST.request_id, 120_000, 0), log(impostor, other_id, 5, 1)]}
+    assert failed_callbacks(ROUTER, receipt) == {REQUEST.request_id: 120_000}
+    assert failed_callbacks(ROUTER, {"logs": []}) == {}
